@@ -1,0 +1,118 @@
+"""What `run.py` does around training: check the command line before Hydra makes a
+run dir, turn bad input into one line and exit code 2, write result.json, print the
+end-of-run summary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from abe import CONFIG_DIR
+from abe.config import explain_hydra_error, validate
+from abe.errors import ConfigError
+
+log = logging.getLogger("abe")
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Report bad input as one line on stderr and exit without a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def compose(overrides: list[str], config_dir: Path = CONFIG_DIR, config_name: str = "config") -> DictConfig:
+    """The job config Hydra would build for these overrides (no run dir, no side effects)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir.resolve())):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def _plain_overrides(overrides: list[str], multirun: bool) -> list[str]:
+    """Overrides that name a single value: all of them for a run; for a sweep, those
+    that are not swept (each swept value is checked by its own job)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)  # raises on bad syntax
+    if not multirun:
+        return overrides
+    return [o.input_line for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
+
+
+def check_command_line(argv: list[str] | None = None) -> None:
+    """Compose and validate the config of `run.py`'s command line before Hydra runs.
+
+    Bad input then fails before any run dir, MLflow run or checkpoint exists.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.help or args.hydra_help or args.shell_completion or args.info:
+        return
+    config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
+    try:
+        overrides = _plain_overrides(args.overrides, args.multirun)
+        cfg = compose(overrides, config_dir, args.config_name or "config")
+        validate(cfg)
+    except ConfigError as ex:
+        fail(str(ex))
+    except (HydraException, OmegaConfBaseException) as ex:
+        fail(explain_hydra_error(ex))
+
+
+def run_job(cfg: DictConfig) -> float:
+    """One training job inside Hydra: validate, track, train, write result.json."""
+    from abe.tracking import make_tracker
+    from abe.training import train, write_result
+
+    try:
+        validate(cfg)
+        tracker = make_tracker(cfg)
+    except ConfigError as ex:
+        fail(str(ex))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    result, status = None, "FAILED"
+    try:
+        result = train(cfg, run_dir, tracker)
+        result["mlflow_run_id"] = tracker.run_id
+        write_result(result, run_dir)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.finish(result, run_dir, status)
+    log.info(summary(result, run_dir, cfg))
+    return result["eval/return_mean"]
+
+
+def summary(result: dict, run_dir: Path, cfg: DictConfig) -> str:
+    """The one-screen report printed at the end of a run."""
+    evals = result["evaluations"]
+    curve = "\n".join(
+        f"  {e['env_steps']:>12,}  {e['eval/return_mean']:>10.1f} ± {e['eval/return_std']:<8.1f}"
+        for e in evals
+    )
+    lines = [
+        f"== {result['env_id']} finished: eval return {result['eval/return_mean']:.1f} "
+        f"± {result['eval/return_std']:.1f} ({cfg.trainer.eval_episodes} episodes, mean action) ==",
+        f"  {'env steps':>12}  {'eval return':>10}",
+        curve,
+        f"env steps   {result['env_steps']:,} in {result['wall_time_s']:.1f} s "
+        f"({result['fps']:,.0f} steps/s, {result['updates']:,} updates)",
+        f"run dir     {run_dir}",
+        f"result      {run_dir / 'result.json'}",
+        f"checkpoint  {result['checkpoint']}",
+    ]
+    if result.get("mlflow_run_id"):
+        lines.append(f"mlflow run  {result['mlflow_run_id']} ({cfg.logger.experiment})")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Checks a composed config before anything is built, and turns Hydra's composition
+errors into one line that names the key and what is allowed."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from numbers import Real
+
+from hydra.errors import (
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf import DictConfig
+
+from abe.errors import ConfigError
+from abe.networks import ACTIVATIONS
+from abe.optimizers import OPTIMIZERS
+
+DEVICES = ("cpu", "cuda", "auto")
+ENV_BACKENDS = ("sync", "async")
+
+
+def _number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rule(check: Callable[[object], bool], allowed: str):
+    return check, allowed
+
+
+# key -> (check, what is allowed). Keys are dotted paths of the composed config.
+RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "lr": _rule(lambda v: _number(v) and v > 0, "a number > 0, e.g. lr=3e-4"),
+    "gamma": _rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99"),
+    "seed": _rule(lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "network.width": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "network.depth": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "network.activation": _rule(lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
+    "network.layer_norm": _rule(lambda v: isinstance(v, bool), "true or false"),
+    "network.log_std_init": _rule(lambda v: _number(v) and -20 <= v <= 2, "a number in [-20, 2]"),
+    "optimizer.name": _rule(lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "optimizer.weight_decay": _rule(lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "algo.n_steps": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "algo.gae_lambda": _rule(lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "algo.vf_coef": _rule(lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "algo.ent_coef": _rule(lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "algo.max_grad_norm": _rule(lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
+    "algo.normalize_obs": _rule(lambda v: isinstance(v, bool), "true or false"),
+    "algo.return_scaling": _rule(lambda v: isinstance(v, bool), "true or false"),
+    "trainer.total_steps": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "trainer.num_envs": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "trainer.eval_every": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1 (env steps)"),
+    "trainer.eval_episodes": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "trainer.device": _rule(lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
+    "trainer.torch_threads": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "env.id": _rule(lambda v: isinstance(v, str) and v != "", "a Gymnasium environment id"),
+    "env.backend": _rule(lambda v: v in ENV_BACKENDS, f"one of {', '.join(ENV_BACKENDS)}"),
+}
+
+
+def _select(cfg: DictConfig, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            raise ConfigError(f"{dotted}: missing from the config (was it deleted with ~{dotted}?)")
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first bad value; check the env id last (it is slow)."""
+    for key, (check, allowed) in RULES.items():
+        value = _select(cfg, key)
+        if not check(value):
+            raise ConfigError(f"{key}: got {value!r}; allowed: {allowed}")
+    if cfg.optimizer.name == "sgd" and cfg.optimizer.get("momentum", 0) < 0:
+        raise ConfigError(f"optimizer.momentum: got {cfg.optimizer.momentum!r}; allowed: a number >= 0")
+    from abe.envs import check_env_id  # imports gymnasium and MuJoCo
+
+    check_env_id(cfg.env.id)
+
+
+_GROUP_FROM_MISSING = re.compile(r"Could not (?:find|load) '([\w/]+)/([^']+)'")
+_NOT_IN_STRUCT = re.compile(r"Key '([^']+)' is not in struct")
+
+
+def explain_hydra_error(ex: Exception) -> str:
+    """One line for a Hydra composition error (unknown preset, unknown key, bad syntax)."""
+    text = str(ex)
+    if isinstance(ex, OverrideParseException):
+        detail = ex.message.strip().splitlines()[0]
+        return f"malformed override '{ex.override}': {detail}"
+    if isinstance(ex, MissingConfigException):
+        found = _GROUP_FROM_MISSING.search(text)
+        options = ", ".join(sorted(o for o in (ex.options or []) if not o.startswith("_")))
+        if found:
+            group, name = found.groups()
+            return f"{group}: unknown option '{name}'; allowed: {options or '(none)'}"
+        return text.strip().splitlines()[0]
+    if isinstance(ex, ConfigCompositionException):
+        cause = str(ex.__cause__ or "")
+        key = _NOT_IN_STRUCT.search(text + cause)
+        if key:
+            return (
+                f"unknown config key '{key.group(1)}'; print the valid keys with "
+                "`python run.py --cfg job` (add a new key with +key=value)"
+            )
+        lines = [line for line in text.splitlines() if line.strip()]
+        return " ".join(lines[:2])
+    return f"{type(ex).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"

@@ -1,0 +1,21 @@
+"""Train abe's continuous A2C agent: `python run.py [overrides]`, sweeps with `-m`.
+
+Returns the final `eval/return_mean`, so any Hydra sweeper can optimise it.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from abe.cli import check_command_line, run_job
+
+
+@hydra.main(config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run_job(cfg)
+
+
+if __name__ == "__main__":
+    check_command_line()
+    main()
