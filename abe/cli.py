@@ -5,7 +5,9 @@ end-of-run summary."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -69,28 +71,40 @@ def check_command_line(argv: list[str] | None = None) -> None:
         fail(explain_hydra_error(ex))
 
 
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_job(cfg: DictConfig) -> float:
     """One training job inside Hydra: validate, track, train, write result.json."""
+    from abe.plots import learning_curve
     from abe.tracking import make_tracker
     from abe.training import train, write_result
 
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         validate(cfg)
-        tracker = make_tracker(cfg)
+        tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task))
     except ConfigError as ex:
         fail(str(ex))
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    result, status = None, "FAILED"
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the run as KILLED
+    result, status, error = None, "FAILED", None
     try:
         result = train(cfg, run_dir, tracker)
         result["mlflow_run_id"] = tracker.run_id
+        learning_curve(result["evaluations"], f"{cfg.env.id}, seed {cfg.seed}", run_dir / "learning_curve.png")
         write_result(result, run_dir)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except Exception as ex:
+        error = f"{type(ex).__name__}: {ex}"
+        raise
     finally:
-        tracker.finish(result, run_dir, status)
+        tracker.finish(result, run_dir, status, error)
     log.info(summary(result, run_dir, cfg))
     return result["eval/return_mean"]
 

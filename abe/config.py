@@ -61,6 +61,7 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "trainer.device": _rule(lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
     "trainer.torch_threads": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "env.id": _rule(lambda v: isinstance(v, str) and v != "", "a Gymnasium environment id"),
+    "logger.name": _rule(lambda v: v in ("mlflow", "none"), "mlflow or none"),
     "env.backend": _rule(lambda v: v in ENV_BACKENDS, f"one of {', '.join(ENV_BACKENDS)}"),
 }
 

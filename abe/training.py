@@ -25,6 +25,7 @@ from abe.agent import Agent, build_agent
 from abe.checkpoint import save_checkpoint
 from abe.envs import final_observations, make_vector_env
 from abe.evaluation import evaluate
+from abe.export import deterministic_policy
 from abe.networks import summary_table
 from abe.tracking import Tracker
 
@@ -102,7 +103,11 @@ def train(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
             summary_table({"actor": agent.actor, "critic": agent.critic}),
         )
         rollout = Rollout(agent, envs, n_steps, cfg.seed)
-        return _loop(cfg, agent, rollout, eval_envs, run_dir, tracker)
+        result = _loop(cfg, agent, rollout, eval_envs, run_dir, tracker)
+        if cfg.logger.get("log_model", False):
+            example = envs.single_observation_space.sample()[None].astype(np.float32)
+            tracker.log_model(deterministic_policy(agent), example)
+        return result
     finally:
         envs.close()
         eval_envs.close()

@@ -1,0 +1,52 @@
+"""Bad input fails before training: one line naming the key and what is allowed,
+exit code 2, no traceback, no run dir."""
+
+import pytest
+
+from abe.cli import check_command_line
+from tests.conftest import run_cli
+
+CASES = [
+    (["env=atari"], "env: unknown option 'atari'; allowed: halfcheetah, hopper, mountaincar, pendulum, walker2d"),
+    (["optimizer=adamw"], "optimizer: unknown option 'adamw'; allowed: adam, rmsprop, sgd"),
+    (["env.id=HalfCheetah-v9"], "env.id: unknown Gymnasium environment 'HalfCheetah-v9'; did you mean"),
+    (["env.id=CartPole-v1"], "env.id: 'CartPole-v1' has a Discrete action space; abe's A2C needs a continuous (Box)"),
+    (["lr=0"], "lr: got 0; allowed: a number > 0"),
+    (["lr=-3e-4"], "lr: got -0.0003; allowed: a number > 0"),
+    (["lr=fast"], "lr: got 'fast'; allowed: a number > 0"),
+    (["gamma=0"], "gamma: got 0; allowed: a number in (0, 1]"),
+    (["gamma=1.01"], "gamma: got 1.01; allowed: a number in (0, 1]"),
+    (["network.width=0"], "network.width: got 0; allowed: an integer >= 1"),
+    (["network.depth=0"], "network.depth: got 0; allowed: an integer >= 1"),
+    (["network.activation=sigmoid"], "network.activation: got 'sigmoid'; allowed: one of relu, tanh"),
+    (["trainer.num_envs=0"], "trainer.num_envs: got 0; allowed: an integer >= 1"),
+    (["trainer.total_steps=-5"], "trainer.total_steps: got -5; allowed: an integer >= 1"),
+    (["lr=[1e-3"], "malformed override 'lr=[1e-3'"),
+    (["network.widht=64"], "unknown config key 'network.widht'"),
+    (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
+]
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_command_line(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: " + message), err
+
+
+def test_good_input_passes_the_check(capsys):
+    check_command_line(["env=pendulum", "lr=3e-4", "gamma=0.995", "network.layer_norm=false"])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("args", [["env=atari"], ["gamma=2"], ["env.id=CartPole-v1"]])
+def test_cli_exits_2_without_traceback_or_run_dir(args, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*args, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+    assert not run_dir.exists()
