@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from abe import CONFIG_DIR
-from abe.config import explain_hydra_error, validate
+from abe.config import explain_hydra_error, unknown_key, validate
 from abe.errors import ConfigError
 
 log = logging.getLogger("abe")
@@ -68,7 +68,18 @@ def check_command_line(argv: list[str] | None = None) -> None:
     except ConfigError as ex:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
-        fail(explain_hydra_error(ex))
+        fail(explain_hydra_error(ex, _config_without(unknown_key(ex), args, config_dir)))
+
+
+def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:
+    """The config composed without the override of an unknown key (to list the real keys)."""
+    if key is None:
+        return None
+    rest = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") != key and "=" in o]
+    try:
+        return compose(_plain_overrides(rest, args.multirun), config_dir, args.config_name or "config")
+    except (HydraException, OmegaConfBaseException):
+        return None
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

@@ -84,15 +84,36 @@ def validate(cfg: DictConfig) -> None:
     if cfg.optimizer.name == "sgd" and cfg.optimizer.get("momentum", 0) < 0:
         raise ConfigError(f"optimizer.momentum: got {cfg.optimizer.momentum!r}; allowed: a number >= 0")
     from abe.envs import check_env_id  # imports gymnasium and MuJoCo
+    from abe.tracking import check_tracking_uri, user_tracking_uri
 
     check_env_id(cfg.env.id)
+    if cfg.logger.name == "mlflow" and user_tracking_uri(cfg.logger):
+        check_tracking_uri(user_tracking_uri(cfg.logger))
 
 
 _GROUP_FROM_MISSING = re.compile(r"Could not (?:find|load) '([\w/]+)/([^']+)'")
-_NOT_IN_STRUCT = re.compile(r"Key '([^']+)' is not in struct")
+_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
 
 
-def explain_hydra_error(ex: Exception) -> str:
+def unknown_key(ex: Exception) -> str | None:
+    """The dotted key of a `Could not override 'a.b'` composition error."""
+    found = _UNKNOWN_KEY.search(str(ex)) if isinstance(ex, ConfigCompositionException) else None
+    return found.group(1) if found else None
+
+
+def keys_near(cfg: DictConfig, dotted: str) -> str:
+    """The keys that exist next to an unknown dotted key, for the error message."""
+    parent, _, _ = dotted.rpartition(".")
+    node = cfg
+    for part in parent.split(".") if parent else []:
+        if not isinstance(node, DictConfig) or part not in node:
+            return ""
+        node = node[part]
+    names = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
+    return f"{parent or 'the top level'} has: {', '.join(map(str, names))}" if names else ""
+
+
+def explain_hydra_error(ex: Exception, base_cfg: DictConfig | None = None) -> str:
     """One line for a Hydra composition error (unknown preset, unknown key, bad syntax)."""
     text = str(ex)
     if isinstance(ex, OverrideParseException):
@@ -105,14 +126,11 @@ def explain_hydra_error(ex: Exception) -> str:
             group, name = found.groups()
             return f"{group}: unknown option '{name}'; allowed: {options or '(none)'}"
         return text.strip().splitlines()[0]
+    key = unknown_key(ex)
+    if key:
+        near = keys_near(base_cfg, key) if base_cfg is not None else ""
+        return f"unknown config key '{key}'; " + (near or "see `python run.py --cfg job` for all keys")
     if isinstance(ex, ConfigCompositionException):
-        cause = str(ex.__cause__ or "")
-        key = _NOT_IN_STRUCT.search(text + cause)
-        if key:
-            return (
-                f"unknown config key '{key.group(1)}'; print the valid keys with "
-                "`python run.py --cfg job` (add a new key with +key=value)"
-            )
         lines = [line for line in text.splitlines() if line.strip()]
         return " ".join(lines[:2])
     return f"{type(ex).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"

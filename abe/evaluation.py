@@ -34,3 +34,16 @@ def evaluate(
         returns += reward * running
         running &= ~(terminated | truncated)
     return returns
+
+
+def random_policy_returns(envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    """The baseline a trained agent must beat: uniform random actions, same start states."""
+    envs.reset(seed=[seed + EVAL_SEED_OFFSET + i for i in range(envs.num_envs)])
+    envs.action_space.seed(seed)
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    while running.any():
+        _, reward, terminated, truncated, _ = envs.step(envs.action_space.sample())
+        returns += reward * running
+        running &= ~(terminated | truncated)
+    return returns

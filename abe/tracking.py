@@ -72,8 +72,13 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
     return out
 
 
+def user_tracking_uri(logger_cfg: DictConfig) -> str | None:
+    """`logger.tracking_uri`, else $MLFLOW_TRACKING_URI, else None (the embedded store)."""
+    return logger_cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
 def tracking_uri(logger_cfg: DictConfig) -> str:
-    uri = logger_cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = user_tracking_uri(logger_cfg)
     if uri:
         return str(uri)
     store = Path(logger_cfg.store_dir).resolve()
@@ -122,11 +127,10 @@ class MlflowTracker:
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables"
         self.mlflow = mlflow
-        uri = tracking_uri(cfg.logger)
-        embedded = not (cfg.logger.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        uri = tracking_uri(cfg.logger)  # checked by abe.config.validate
+        embedded = not user_tracking_uri(cfg.logger)
         if embedded:
             Path(cfg.logger.store_dir).resolve().mkdir(parents=True, exist_ok=True)
-        check_tracking_uri(uri)
         mlflow.set_tracking_uri(uri)
         try:
             experiment_id = self._experiment_id(cfg, embedded)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh machine: the virtual environment
+# from requirements.lock. Safe to run again (it only installs what is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -r requirements.lock

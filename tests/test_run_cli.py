@@ -1,0 +1,73 @@
+"""`python run.py` end to end: outputs on disk and the MLflow run they belong to."""
+
+import json
+import time
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.conftest import TINY, run_cli
+
+RESULT_FIELDS = {"eval/return_mean", "eval/return_std", "env_steps", "wall_time_s", "fps", "mlflow_run_id"}
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    """One tiny Pendulum run tracked in an embedded MLflow store."""
+    root = tmp_path_factory.mktemp("cli")
+    run_dir, store = root / "run", root / "store"
+    overrides = [o for o in TINY if not o.startswith("logger")]
+    proc = run_cli("env=pendulum", "lr=3e-4", "gamma=0.95", *overrides, "logger=mlflow",
+                   f"logger.store_dir={store}", f"hydra.run.dir={run_dir}",
+                   env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, run_dir, store
+
+
+def test_run_writes_result_config_checkpoint_and_curve(tracked_run):
+    proc, run_dir, _ = tracked_run
+    result = json.loads((run_dir / "result.json").read_text())
+    assert RESULT_FIELDS <= result.keys()
+    assert result["env_steps"] == 256 and result["eval/return_mean"] < 0  # Pendulum returns are negative
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert (saved.lr, saved.gamma, saved.env.id) == (3e-4, 0.95, "Pendulum-v1")
+    assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
+    assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what the user sees: the network table first, then the one-screen summary
+    out = proc.stdout
+    assert out.index("total parameters:") < out.index("Pendulum-v1 finished: eval return")
+    assert f"mlflow run  {result['mlflow_run_id']}" in out
+    assert "Traceback" not in proc.stderr
+
+
+def test_mlflow_run_has_params_metrics_artifacts_and_a_loadable_model(tracked_run):
+    _, run_dir, store = tracked_run
+    result = json.loads((run_dir / "result.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    run = mlflow.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.0003" and run.data.params["gamma"] == "0.95"
+    assert run.data.params["network.width"] == "64" and run.data.params["env.id"] == "Pendulum-v1"
+    assert run.data.metrics["eval/return_mean"] == pytest.approx(result["eval/return_mean"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "eval/return_mean")
+    assert [m.step for m in history] == [128, 256]
+    assert run.data.tags["run_dir"] == str(run_dir.resolve()) and run.data.tags["git_commit"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"result.json", "learning_curve.png", "hydra", "checkpoints"} <= artifacts
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    obs = np.array([[1.0, 0.0, 0.5], [-0.3, 0.9, -4.0]], dtype=np.float32)  # raw observations
+    with torch.no_grad():
+        action = model(torch.from_numpy(obs)).numpy()
+    assert action.shape == (2, 1) and np.all(np.abs(action) <= 2.0)  # Pendulum's bounds
+
+
+def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
+    start = time.monotonic()
+    proc = run_cli("env=pendulum", *TINY[:-1], "logger=mlflow", "logger.tracking_uri=http://127.0.0.1:9",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and time.monotonic() - start < 60
+    assert proc.stderr.startswith("error: logger.tracking_uri: no MLflow server answers at http://127.0.0.1:9")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
