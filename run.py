@@ -8,7 +8,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from abe.cli import check_command_line, run_job
+from abe.cli import launch, run_job
 
 
 @hydra.main(config_path="conf", config_name="config")
@@ -17,5 +17,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_command_line()
-    main()
+    launch(main)

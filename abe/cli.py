@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -89,6 +90,7 @@ def _terminate_as_interrupt(signum, frame) -> None:
 def run_job(cfg: DictConfig) -> float:
     """One training job inside Hydra: validate, track, train, write result.json."""
     from abe.plots import learning_curve
+    from abe.sweeping import parent_run_id
     from abe.tracking import make_tracker
     from abe.training import train, write_result
 
@@ -96,7 +98,8 @@ def run_job(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         validate(cfg)
-        tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task))
+        parent = parent_run_id(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+        tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
     except ConfigError as ex:
         fail(str(ex))
     if threading.current_thread() is threading.main_thread():
@@ -120,6 +123,27 @@ def run_job(cfg: DictConfig) -> float:
     return result["eval/return_mean"]
 
 
+def launch(main) -> None:
+    """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
+    check_command_line()
+    try:
+        main()
+    except KeyboardInterrupt:
+        from abe.sweeping import kill_unfinished_parents
+
+        kill_unfinished_parents()
+        print("interrupted: MLflow runs marked KILLED; the last checkpoint is kept", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def summary(result: dict, run_dir: Path, cfg: DictConfig) -> str:
     """The one-screen report printed at the end of a run."""
     evals = result["evaluations"]
@@ -134,9 +158,9 @@ def summary(result: dict, run_dir: Path, cfg: DictConfig) -> str:
         curve,
         f"env steps   {result['env_steps']:,} in {result['wall_time_s']:.1f} s "
         f"({result['fps']:,.0f} steps/s, {result['updates']:,} updates)",
-        f"run dir     {run_dir}",
-        f"result      {run_dir / 'result.json'}",
-        f"checkpoint  {result['checkpoint']}",
+        f"run dir     {_shown(run_dir)}",
+        f"result      {_shown(run_dir / 'result.json')}",
+        f"checkpoint  {_shown(Path(result['checkpoint']))}",
     ]
     if result.get("mlflow_run_id"):
         lines.append(f"mlflow run  {result['mlflow_run_id']} ({cfg.logger.experiment})")

@@ -28,3 +28,30 @@ def learning_curve(evaluations: list[dict], title: str, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def sweep_plot(points: list[tuple[float, float, float]], path: Path) -> Path:
+    """Objective against lr (log scale) and gamma, one point per finished trial."""
+    lr, gamma, value = (np.array(column) for column in zip(*points))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.0), dpi=100)
+    axes[0].scatter(lr, value)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("lr")
+    axes[1].scatter(gamma, value)
+    axes[1].set_xlabel("gamma")
+    for ax in axes[:2]:
+        ax.set_ylabel("final eval return")
+        ax.grid(alpha=0.3)
+    dots = axes[2].scatter(lr, gamma, c=value, cmap="viridis", s=60)
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("lr")
+    axes[2].set_ylabel("gamma")
+    fig.colorbar(dots, ax=axes[2], label="final eval return")
+    best = int(np.argmax(value))
+    axes[2].scatter([lr[best]], [gamma[best]], marker="*", s=250, c="red", label="best")
+    axes[2].legend(loc="best")
+    fig.suptitle(f"{len(value)} trials: objective against lr and gamma")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -121,44 +121,54 @@ class MlflowTracker:
     """One MLflow run: params and tags at the start, metrics as training goes, then
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str]):
-        warnings.filterwarnings("ignore", message=".*noload.*")  # SQLAlchemy 2.1 vs MLflow 3.17
+    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None):
         import mlflow
 
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables"
         self.mlflow = mlflow
-        uri = tracking_uri(cfg.logger)  # checked by abe.config.validate
+        client, experiment_id, uri = self.connect(cfg)
+        tags = self._tags(run_dir, overrides)
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id  # nests the run under its sweep in the UI
+        try:
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=cfg.logger.run_name or f"{cfg.env.id}-lr{cfg.lr:g}-g{cfg.gamma:g}-s{cfg.seed}",
+                tags=tags,
+            )
+        except Exception as ex:
+            raise ConfigError(f"logger.tracking_uri: cannot start a run in {mask_secrets(uri)}: {_first_line(ex)}") from None
+        self.run_id = run.info.run_id
+        mlflow.log_params(flatten(cfg))
+
+    @staticmethod
+    def connect(cfg: DictConfig):
+        """(client, experiment id, uri) for `cfg.logger`; creates the experiment (and the
+        embedded store) on first use."""
+        warnings.filterwarnings("ignore", message=".*noload.*")  # SQLAlchemy 2.1 vs MLflow 3.17
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables"
+        uri = tracking_uri(cfg.logger)  # a user's URI was checked by abe.config.validate
         embedded = not user_tracking_uri(cfg.logger)
         if embedded:
             Path(cfg.logger.store_dir).resolve().mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        name = cfg.logger.experiment
         try:
-            experiment_id = self._experiment_id(cfg, embedded)
-            run = mlflow.start_run(
-                experiment_id=experiment_id,
-                run_name=cfg.logger.run_name or f"{cfg.env.id}-lr{cfg.lr:g}-g{cfg.gamma:g}-s{cfg.seed}",
-                tags=self._tags(run_dir, overrides),
-            )
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                return client, found.experiment_id, uri
+            artifacts = (Path(cfg.logger.store_dir).resolve() / "artifacts").as_uri() if embedded else None
+            try:
+                return client, client.create_experiment(name, artifact_location=artifacts), uri
+            except MlflowException:  # created meanwhile by a parallel job
+                return client, client.get_experiment_by_name(name).experiment_id, uri
+        except ConfigError:
+            raise
         except Exception as ex:  # bad credentials, missing driver, refused connection ...
-            first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
-            raise ConfigError(f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {mask_secrets(first)}") from None
-        self.run_id = run.info.run_id
-        mlflow.log_params(flatten(cfg))
-
-    def _experiment_id(self, cfg: DictConfig, embedded: bool) -> str:
-        from mlflow.exceptions import MlflowException
-
-        client = self.mlflow.MlflowClient()
-        found = client.get_experiment_by_name(cfg.logger.experiment)
-        if found is not None:
-            return found.experiment_id
-        artifacts = Path(cfg.logger.store_dir).resolve() / "artifacts"
-        try:
-            return client.create_experiment(
-                cfg.logger.experiment, artifact_location=artifacts.as_uri() if embedded else None
-            )
-        except MlflowException:  # created meanwhile by a parallel job
-            return client.get_experiment_by_name(cfg.logger.experiment).experiment_id
+            raise ConfigError(f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {_first_line(ex)}") from None
 
     @staticmethod
     def _tags(run_dir: Path, overrides: list[str]) -> dict[str, str]:
@@ -208,7 +218,14 @@ class MlflowTracker:
             mlflow.end_run(status=status)
 
 
-def make_tracker(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Tracker:
+def make_tracker(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None
+) -> Tracker:
     if cfg.logger.name == "none":
         return NullTracker()
-    return MlflowTracker(cfg, run_dir, overrides)
+    return MlflowTracker(cfg, run_dir, overrides, parent_run_id)
+
+
+def _first_line(ex: Exception) -> str:
+    text = str(ex).strip()
+    return mask_secrets(text.splitlines()[0] if text else type(ex).__name__)
