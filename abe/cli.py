@@ -5,9 +5,12 @@ end-of-run summary."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +26,7 @@ from abe.errors import ConfigError
 log = logging.getLogger("abe")
 
 EXIT_BAD_INPUT = 2
+EXIT_TRAINING_FAILED = 1
 
 
 def fail(message: str) -> None:
@@ -92,7 +96,7 @@ def run_job(cfg: DictConfig) -> float:
     from abe.plots import learning_curve
     from abe.sweeping import parent_run_id
     from abe.tracking import make_tracker
-    from abe.training import train, write_result
+    from abe.training import TrainingDiverged, train, write_result
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -114,6 +118,10 @@ def run_job(cfg: DictConfig) -> float:
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except TrainingDiverged as ex:
+        error = str(ex)
+        print(f"error: {ex}", file=sys.stderr)
+        raise SystemExit(EXIT_TRAINING_FAILED) from None
     except Exception as ex:
         error = f"{type(ex).__name__}: {ex}"
         raise
@@ -123,9 +131,23 @@ def run_job(cfg: DictConfig) -> float:
     return result["eval/return_mean"]
 
 
+# Hydra 1.4 instantiates `hydra.callbacks` without an execution whitelist and warns
+# about every target. abe's config names one, its own; other targets still warn.
+# PYTHONWARNINGS carries the filter into joblib worker processes.
+_OWN_CALLBACK_WARNING = "hydra.utils.instantiate() resolved _target_='abe.sweeping.MlflowSweepCallback'"
+
+
+def _trust_own_callback() -> None:
+    warnings.filterwarnings("ignore", message=re.escape(_OWN_CALLBACK_WARNING))
+    extra = f"ignore:{_OWN_CALLBACK_WARNING}"
+    current = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{current},{extra}" if current else extra
+
+
 def launch(main) -> None:
     """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
     check_command_line()
+    _trust_own_callback()
     try:
         main()
     except KeyboardInterrupt:

@@ -87,6 +87,19 @@ class Rollout:
         return finished
 
 
+class TrainingDiverged(FloatingPointError):
+    """A loss or a network weight became NaN or infinite."""
+
+
+def _check_finite(agent: Agent, losses: dict[str, float], env_steps: int) -> None:
+    weights = torch.nn.utils.parameters_to_vector(agent.algorithm.parameters())
+    if not (all(np.isfinite(v) for v in losses.values()) and torch.isfinite(weights).all()):
+        shown = ", ".join(f"{k}={v:.3g}" for k, v in losses.items())
+        raise TrainingDiverged(
+            f"training diverged at {env_steps:,} env steps (non-finite loss or weights; {shown}); try a lower lr"
+        )
+
+
 def train(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
     """Train one agent as `cfg` says; return the result written to result.json."""
     torch.set_num_threads(cfg.trainer.torch_threads)
@@ -137,8 +150,7 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
                 "loss/critic": stats.vf_loss.mean,
                 "loss/entropy": stats.ent_loss.mean,
             }
-            if not all(np.isfinite(v) for v in losses.values()):
-                raise FloatingPointError(f"training diverged at {state.env_steps} env steps: {losses}")
+            _check_finite(agent, losses, state.env_steps)
             last = state.env_steps >= cfg.trainer.total_steps
             if state.env_steps >= next_eval or last:
                 next_eval += cfg.trainer.eval_every

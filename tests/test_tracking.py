@@ -1,0 +1,78 @@
+"""MLflow run status on failure and interruption; secrets; bad tracking URIs."""
+
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import mlflow
+import pytest
+from omegaconf import OmegaConf
+
+from abe import PROJECT_ROOT
+from abe.cli import check_command_line
+from abe.tracking import flatten, mask_secrets
+from tests.conftest import run_cli
+
+PENDULUM = ["env=pendulum", "trainer.num_envs=2", "trainer.eval_episodes=2", "trainer.progress_bar=false"]
+
+
+def runs_in(store):
+    warnings.filterwarnings("ignore", message=".*noload.*")
+    if not (store / "mlflow.db").exists():
+        return []
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("Pendulum-v1")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_diverged_run_is_failed_with_the_reason(tmp_path):
+    store = tmp_path / "store"
+    proc = run_cli(*PENDULUM, "optimizer=sgd", "lr=1e6", "trainer.total_steps=4096", "trainer.eval_every=2048",
+                   f"logger.store_dir={store}", f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: training diverged at ") and "Traceback" not in proc.stderr
+    [run] = runs_in(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("training diverged at ")
+
+
+def test_sigterm_marks_the_run_killed(tmp_path):
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), *PENDULUM, "trainer.total_steps=10000000",
+         "trainer.eval_every=1000", f"logger.store_dir={store}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "checkpoints" / "last.pt").exists():  # training has begun
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    [run] = runs_in(store)
+    assert run.info.status == "KILLED"
+
+
+def test_passwords_in_uris_are_masked():
+    assert mask_secrets("postgresql://abe:s3cr3t@db:5432/mlflow") == "postgresql://abe:***@db:5432/mlflow"
+    assert mask_secrets("http://host:5000") == "http://host:5000"
+    cfg = OmegaConf.create({"logger": {"tracking_uri": "http://u:pw@host:5000"}, "lr": 0.1})
+    assert flatten(cfg) == {"logger.tracking_uri": "http://u:***@host:5000", "lr": "0.1"}
+
+
+@pytest.mark.parametrize("uri,message", [
+    ("ftp://example/x", "logger.tracking_uri: unsupported URI 'ftp://example/x'; allowed: sqlite:///"),
+    ("nonsense", "logger.tracking_uri: unsupported URI 'nonsense'"),
+    ("postgres-ql://u:hunter2@h/db", "logger.tracking_uri: unsupported URI 'postgres-ql://u:***@h/db'"),
+    ("sqlite:////no/such/folder/mlflow.db", "logger.tracking_uri: folder '/no/such/folder' of the sqlite store"),
+])
+def test_malformed_tracking_uri_is_one_line(uri, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_command_line(["env=pendulum", f"logger.tracking_uri={uri}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: " + message) and err.count("\n") == 1
+    assert "hunter2" not in err
