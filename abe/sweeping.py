@@ -81,12 +81,14 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
         max_results=10_000,
     )
     finished = [c for c in children if c.info.status == "FINISHED" and OBJECTIVE in c.data.metrics]
-    client.log_metric(parent, "sweep/trials", len(children))
-    client.log_metric(parent, "sweep/failed", sum(c.info.status == "FAILED" for c in children))
+    client.set_tag(parent, "sweep_trials", str(len(children)))
+    client.set_tag(parent, "sweep_failed", str(sum(c.info.status == "FAILED" for c in children)))
     if not finished:
         return None
     best = max(finished, key=lambda c: c.data.metrics[OBJECTIVE])
-    client.log_metric(parent, f"best/{OBJECTIVE}", best.data.metrics[OBJECTIVE])
+    # Under the children's own metric name, so the runs table and charts compare the
+    # sweep's best value with single runs in the same column.
+    client.log_metric(parent, OBJECTIVE, best.data.metrics[OBJECTIVE])
     client.set_tag(parent, "best_run_id", best.info.run_id)
     for key in ("lr", "gamma", "seed", "env.id"):
         if key in best.data.params:

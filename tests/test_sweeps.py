@@ -38,6 +38,7 @@ def test_sweep_is_one_parent_run_with_nested_children(tmp_path, launcher):
     best = max(children, key=lambda c: c.data.metrics["eval/return_mean"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert parent.data.params["best.lr"] == best.data.params["lr"]
-    assert parent.data.metrics["best/eval/return_mean"] == best.data.metrics["eval/return_mean"]
+    assert parent.data.metrics["eval/return_mean"] == best.data.metrics["eval/return_mean"]
+    assert parent.data.tags["sweep_trials"] == "4" and parent.data.tags["sweep_failed"] == "0"
     assert "sweep_objective.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert (sweep_dir / "sweep_objective.png").stat().st_size > 10_000

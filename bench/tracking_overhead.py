@@ -1,0 +1,116 @@
+"""How much MLflow tracking adds to the wall time of a training run.
+
+Part 1, in one process: the same 20k-step HalfCheetah job with `logger=none` and
+`logger=mlflow` (embedded sqlite store), alternating. Everything a tracked run does is
+timed: creating the run, params, metrics at each evaluation, the model, the artifacts,
+ending the run. Besides both wall times it sums the time spent inside the tracker's
+calls, which measures the overhead without the run-to-run noise of training (~±3%).
+
+Part 2, whole commands: `python run.py` with each logger, which adds importing MLflow
+and opening the store to the tracked run.
+
+    .venv/bin/python bench/tracking_overhead.py [--repeats 8] [--cli-repeats 3] [--steps 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from abe.cli import compose  # noqa: E402
+from abe.plots import learning_curve  # noqa: E402
+from abe.tracking import MlflowTracker, make_tracker  # noqa: E402
+from abe.training import train, write_result  # noqa: E402
+
+
+ROOT = Path(__file__).resolve().parent.parent
+in_tracker = [0.0]  # seconds spent inside MlflowTracker methods
+
+
+def _timed(method):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            in_tracker[0] += time.perf_counter() - start
+
+    return wrapper
+
+
+for _name in ("__init__", "log_metrics", "log_model", "finish"):
+    setattr(MlflowTracker, _name, _timed(getattr(MlflowTracker, _name)))
+
+
+def one_job(logger: str, steps: int, root: Path, index: int) -> float:
+    run_dir = root / f"{logger}-{index}"
+    run_dir.mkdir(parents=True)
+    cfg = compose([
+        "env=halfcheetah", f"trainer.total_steps={steps}", "trainer.eval_every=10000",
+        "trainer.progress_bar=false", f"logger={logger}",
+        *([f"logger.store_dir={root / 'store'}"] if logger == "mlflow" else []),
+    ])
+    start = time.perf_counter()
+    tracker = make_tracker(cfg, run_dir, [])
+    result = train(cfg, run_dir, tracker)
+    result["mlflow_run_id"] = tracker.run_id
+    learning_curve(result["evaluations"], "bench", run_dir / "learning_curve.png")
+    write_result(result, run_dir)
+    tracker.finish(result, run_dir, "FINISHED")
+    return time.perf_counter() - start
+
+
+def cli_job(logger: str, steps: int, root: Path, index: int) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "env=halfcheetah", f"trainer.total_steps={steps}",
+         "trainer.eval_every=10000", "trainer.progress_bar=false", f"logger={logger}",
+         *([f"logger.store_dir={root / 'cli-store'}"] if logger == "mlflow" else []), f"hydra.run.dir={root / f'cli-{logger}-{index}'}"],
+        check=True, capture_output=True, env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""},
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--cli-repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20_000)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {"none": [], "mlflow": []}
+    tracker_times: list[float] = []
+    cli: dict[str, list[float]] = {"none": [], "mlflow": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        one_job("mlflow", 2_000, Path(tmp) / "warmup", 0)  # store creation and imports, once
+        for i in range(args.repeats):
+            for logger in ("none", "mlflow"):
+                in_tracker[0] = 0.0
+                times[logger].append(one_job(logger, args.steps, Path(tmp), i))
+                if logger == "mlflow":
+                    tracker_times.append(in_tracker[0])
+                print(f"repeat {i}: logger={logger:6s} {times[logger][-1]:.3f} s", flush=True)
+        for i in range(args.cli_repeats):
+            for logger in ("none", "mlflow"):
+                cli[logger].append(cli_job(logger, args.steps, Path(tmp), i))
+                print(f"command {i}: logger={logger:6s} {cli[logger][-1]:.3f} s", flush=True)
+    base, tracked = statistics.median(times["none"]), statistics.median(times["mlflow"])
+    inside = statistics.median(tracker_times)
+    print(f"\nHalfCheetah-v5, {args.steps:,} env steps, medians")
+    print(f"  in process ({args.repeats} each): logger=none {base:.3f} s, logger=mlflow {tracked:.3f} s "
+          f"({100 * (tracked / base - 1):+.1f}%)")
+    print(f"  time inside the tracker: {inside:.3f} s = {100 * inside / base:.1f}% of the untracked run")
+    if args.cli_repeats:
+        cbase, ctracked = statistics.median(cli["none"]), statistics.median(cli["mlflow"])
+        print(f"  python run.py ({args.cli_repeats} each): logger=none {cbase:.2f} s, logger=mlflow {ctracked:.2f} s "
+              f"({100 * (ctracked / cbase - 1):+.1f}%, MLflow import and store opening included)")
+
+
+if __name__ == "__main__":
+    main()
