@@ -75,8 +75,17 @@ def _select(cfg: DictConfig, dotted: str):
     return node
 
 
+GROUPS = ("env", "network", "optimizer", "algo", "trainer", "logger")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad value; check the env id last (it is slow)."""
+    for group in GROUPS:
+        if not isinstance(cfg.get(group), DictConfig):
+            raise ConfigError(
+                f"{group}: got {cfg.get(group)!r} instead of a section of keys; a saved run config "
+                f"(--config-path <run dir>/.hydra) has no config groups: set its keys, e.g. {group}.<key>=..."
+            )
     for key, (check, allowed) in RULES.items():
         value = _select(cfg, key)
         if not check(value):

@@ -71,3 +71,20 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
     assert proc.returncode == 2 and time.monotonic() - start < 60
     assert proc.stderr.startswith("error: logger.tracking_uri: no MLflow server answers at http://127.0.0.1:9")
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_rerun_from_the_saved_config_reproduces_the_returns(tracked_run, tmp_path):
+    _, run_dir, _ = tracked_run
+    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "logger.name=none",
+                   f"hydra.run.dir={tmp_path / 'again'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    original = json.loads((run_dir / "result.json").read_text())["evaluations"]
+    again = json.loads((tmp_path / "again" / "result.json").read_text())["evaluations"]
+    assert [e["eval/return_mean"] for e in again] == [e["eval/return_mean"] for e in original]
+
+
+def test_group_override_on_a_saved_config_is_explained(tracked_run):
+    _, run_dir, _ = tracked_run
+    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "logger=none")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: logger: got 'none' instead of a section of keys")
