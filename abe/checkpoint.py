@@ -1,24 +1,29 @@
-"""Checkpoints: weights, optimizer state and observation statistics, written atomically
-and loaded without running code (``torch.load(weights_only=True)``)."""
+"""Checkpoints: weights, optimizer state, observation statistics and the run's config,
+written atomically and loaded without running code (``torch.load(weights_only=True)``)."""
 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from abe.agent import Agent
+from abe.errors import ConfigError
+from abe.tracking import mask_secrets
 
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(agent: Agent, path: Path, env_steps: int, env_id: str) -> None:
+def save_checkpoint(agent: Agent, path: Path, env_steps: int, cfg: DictConfig) -> None:
     """Write to a temporary file, then rename: a kill mid-write leaves the old one intact."""
     ret_rms = agent.algorithm.ret_rms
     state = {
         "format_version": FORMAT_VERSION,
-        "env_id": env_id,
+        "config": mask_secrets(OmegaConf.to_yaml(cfg, resolve=True)),
+        "env_id": cfg.env.id,
         "env_steps": env_steps,
         "algorithm": agent.algorithm.state_dict(),
         "normalizer": agent.normalizer.state_dict(),
@@ -31,3 +36,34 @@ def save_checkpoint(agent: Agent, path: Path, env_steps: int, env_id: str) -> No
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint's contents; one clear ConfigError for anything that is not one."""
+    if not path.is_file():
+        raise ConfigError(f"checkpoint: no file at '{path}'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as ex:
+        first = str(ex).strip().split(".")[0] if str(ex).strip() else type(ex).__name__
+        raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint ({first[:120]})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint (format_version {FORMAT_VERSION})")
+    return state
+
+
+def checkpoint_config(state: dict) -> DictConfig:
+    return OmegaConf.create(state["config"])
+
+
+def load_into(agent: Agent, state: dict) -> None:
+    """Restore weights, optimizer state and statistics; name both shapes on a mismatch."""
+    try:
+        agent.algorithm.load_state_dict(dict(state["algorithm"]))
+    except RuntimeError as ex:
+        mismatch = [line.strip() for line in str(ex).splitlines() if "size mismatch" in line]
+        detail = mismatch[0] if mismatch else str(ex).splitlines()[0]
+        raise ConfigError(f"checkpoint: its network does not match the config: {detail}") from None
+    agent.normalizer.load_state_dict(state["normalizer"])
+    ret_rms = agent.algorithm.ret_rms
+    ret_rms.mean, ret_rms.var, ret_rms.count = (state["return_rms"][k] for k in ("mean", "var", "count"))

@@ -81,6 +81,20 @@ def make_vector_env(
     return mode_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, **extra)
 
 
+def make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:
+    """One env that renders RGB frames without a display.
+
+    MuJoCo draws with OSMesa (Debian `libosmesa6`) unless MUJOCO_GL says otherwise;
+    classic-control envs draw through pygame's software surfaces.
+    """
+    if "DISPLAY" not in os.environ:
+        os.environ.setdefault("MUJOCO_GL", "osmesa")
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    _quiet_mujoco()
+    return gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+
+
 def final_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
     """The observation each sub-env actually reached (before any autoreset)."""
     if not done.any():

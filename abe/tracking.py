@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from abe import PROJECT_ROOT
+from abe.agent import resolve_device
 from abe.errors import ConfigError
 
 URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file")
@@ -117,6 +118,25 @@ def _git(*args: str) -> str:
         return ""
 
 
+def masked_copy(folder: Path) -> Path:
+    """A temporary copy of `folder`'s text files with passwords in URIs masked."""
+    import tempfile
+
+    target = Path(tempfile.mkdtemp(prefix="abe-masked-"))
+    for path in folder.iterdir():
+        if path.is_file():
+            (target / path.name).write_text(mask_secrets(path.read_text()))
+    return target
+
+
+def package_versions() -> dict[str, str]:
+    """Tags that explain why a reproduction on another machine may differ."""
+    from importlib.metadata import version
+
+    packages = ("torch", "numpy", "gymnasium", "mujoco", "tianshou")
+    return {"versions.python": sys.version.split()[0], **{f"versions.{p}": version(p) for p in packages}}
+
+
 class MlflowTracker:
     """One MLflow run: params and tags at the start, metrics as training goes, then
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
@@ -126,7 +146,7 @@ class MlflowTracker:
 
         self.mlflow = mlflow
         client, experiment_id, uri = self.connect(cfg)
-        tags = self._tags(run_dir, overrides)
+        tags = self._tags(cfg, run_dir, overrides)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id  # nests the run under its sweep in the UI
         try:
@@ -171,9 +191,12 @@ class MlflowTracker:
             raise ConfigError(f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {_first_line(ex)}") from None
 
     @staticmethod
-    def _tags(run_dir: Path, overrides: list[str]) -> dict[str, str]:
+    def _tags(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, str]:
         dirty = _git("status", "--porcelain")
         return {
+            **{str(k): mask_secrets(str(v)) for k, v in (cfg.logger.get("tags") or {}).items()},
+            **package_versions(),
+            "device": resolve_device(cfg.trainer.device),
             "git_commit": _git("rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(dirty)).lower(),
             "hydra_overrides": mask_secrets(" ".join(overrides)),
@@ -211,7 +234,7 @@ class MlflowTracker:
                     if (run_dir / name).exists():
                         mlflow.log_artifact(str(run_dir / name))
                 if (run_dir / ".hydra").is_dir():
-                    mlflow.log_artifacts(str(run_dir / ".hydra"), artifact_path="hydra")
+                    mlflow.log_artifacts(str(masked_copy(run_dir / ".hydra")), artifact_path="hydra")
                 if Path(result["checkpoint"]).exists():
                     mlflow.log_artifact(result["checkpoint"], artifact_path="checkpoints")
         finally:

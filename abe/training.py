@@ -168,7 +168,7 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
                     record["train/episode_return"] = float(np.mean(state.episode_returns[-20:]))
                 state.evaluations.append(record)
                 tracker.log_metrics({k: v for k, v in record.items() if k != "env_steps"}, state.env_steps)
-                save_checkpoint(agent, checkpoint, state.env_steps, cfg.env.id)
+                save_checkpoint(agent, checkpoint, state.env_steps, cfg)
                 bar.set_postfix_str(f"eval {record['eval/return_mean']:.1f}", refresh=True)
     wall_time = time.perf_counter() - start
     final = state.evaluations[-1]

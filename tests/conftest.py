@@ -32,3 +32,24 @@ def run_cli(*args: str, cwd: Path = PROJECT_ROOT, env: dict | None = None, timeo
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def tracked_run(tmp_path_factory):
+    """One tiny Pendulum run tracked in an embedded MLflow store: (process, run dir, store)."""
+    root = tmp_path_factory.mktemp("tracked")
+    run_dir, store = root / "run", root / "store"
+    overrides = [o for o in TINY if not o.startswith("logger")]
+    proc = run_cli("env=pendulum", "lr=3e-4", "gamma=0.95", *overrides, "logger=mlflow",
+                   f"logger.store_dir={store}", f"hydra.run.dir={run_dir}",
+                   env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, run_dir, store
+
+
+def run_module(*args: str, timeout: int = 300):
+    """Run `python -m abe ARGS` from the project root."""
+    return subprocess.run(
+        [sys.executable, "-m", "abe", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )

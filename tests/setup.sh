@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh machine: the virtual environment
-# from requirements.lock, and Debian's Chromium + ChromeDriver for the MLflow UI test.
+# from requirements.lock, Debian's Chromium + ChromeDriver for the MLflow UI test, and
+# OSMesa for headless MuJoCo videos.
 # Safe to run again (it only installs what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,12 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements.lock
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+ldconfig -p | grep -q libOSMesa || missing+=(libosmesa6)
+if [ ${#missing[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -14,19 +14,6 @@ from tests.conftest import TINY, run_cli
 RESULT_FIELDS = {"eval/return_mean", "eval/return_std", "env_steps", "wall_time_s", "fps", "mlflow_run_id"}
 
 
-@pytest.fixture(scope="module")
-def tracked_run(tmp_path_factory):
-    """One tiny Pendulum run tracked in an embedded MLflow store."""
-    root = tmp_path_factory.mktemp("cli")
-    run_dir, store = root / "run", root / "store"
-    overrides = [o for o in TINY if not o.startswith("logger")]
-    proc = run_cli("env=pendulum", "lr=3e-4", "gamma=0.95", *overrides, "logger=mlflow",
-                   f"logger.store_dir={store}", f"hydra.run.dir={run_dir}",
-                   env={"MLFLOW_TRACKING_URI": ""})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, run_dir, store
-
-
 def test_run_writes_result_config_checkpoint_and_curve(tracked_run):
     proc, run_dir, _ = tracked_run
     result = json.loads((run_dir / "result.json").read_text())

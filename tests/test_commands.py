@@ -1,0 +1,135 @@
+"""`python -m abe evaluate` and `python -m abe reproduce` on runs made by `run.py`."""
+
+import json
+
+import imageio.v2 as imageio
+import mlflow
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from abe.agent import build_agent
+from abe.checkpoint import load_into, read_checkpoint
+from abe.envs import make_vector_env
+from abe.errors import ConfigError
+from abe.reproduction import load_saved_config, why_different
+from tests.conftest import run_module
+
+
+def result_of(run_dir):
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def test_evaluate_checkpoint_repeats_the_training_time_evaluation(tracked_run):
+    _, run_dir, _ = tracked_run
+    proc = run_module("evaluate", str(run_dir / "checkpoints" / "last.pt"), "--episodes", "2")
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(run_dir)
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("Pendulum-v1, 2 episodes, deterministic (mean action)")
+    assert sum(line.startswith("  episode ") for line in lines) == 2
+    assert lines[-1] == f"return: {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
+
+
+def test_evaluate_run_id_records_a_real_video_and_logs_it(tracked_run):
+    _, run_dir, store = tracked_run
+    run_id = result_of(run_dir)["mlflow_run_id"]
+    proc = run_module("evaluate", run_id, "--episodes", "1", "--video", "--stochastic",
+                      "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 0, proc.stderr
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("video: ")]
+    video = run_dir / line.split()[1].rsplit("/", 1)[1]
+    assert line.startswith(f"video: {run_dir}/video-Pendulum-v1-") and "(201 frames" in line  # next to the run
+    reader = imageio.get_reader(video)
+    frames = [frame for frame in reader]
+    assert len(frames) == 201 and frames[0].shape == (500, 500, 3)  # reset + 200 steps
+    assert 0 < frames[100].mean() < 255  # a picture, not a blank
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    assert [a.path for a in client.list_artifacts(run_id, "videos")] == [f"videos/{video.name}"]
+
+
+def test_evaluate_mlflow_model_uri(tracked_run):
+    _, run_dir, store = tracked_run
+    run_id = result_of(run_dir)["mlflow_run_id"]
+    proc = run_module("evaluate", f"runs:/{run_id}/model", "--episodes", "2",
+                      "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"MLflow model runs:/{run_id}/model: Pendulum-v1, 2 episodes")
+    # The exported model normalises in float32: close to, not bit-equal with, the agent.
+    final = float(proc.stdout.splitlines()[-1].split()[1])
+    assert final == pytest.approx(result_of(run_dir)["eval/return_mean"], rel=0.05)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["evaluate", "no/such/checkpoint.pt"], "source: 'no/such/checkpoint.pt' is not a checkpoint file, an MLflow run id"),
+    (["evaluate", "README.md"], "checkpoint: 'README.md' is not an abe checkpoint"),
+    (["evaluate", "0123456789abcdef0123456789abcdef"], "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///"),
+    (["reproduce", "0123456789abcdef0123456789abcdef"], "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///"),
+    (["evaluate", "x.pt", "--episodes", "0"], "--episodes: got 0; allowed: an integer >= 1"),
+])
+def test_bad_sources_are_one_line(tracked_run, args, message):
+    _, _, store = tracked_run
+    proc = run_module(*args, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: " + message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_reproduce_needs_a_saved_config(tracked_run):
+    _, _, store = tracked_run
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    bare = client.create_run(client.get_experiment_by_name("Pendulum-v1").experiment_id)
+    client.set_terminated(bare.info.run_id)
+    proc = run_module("reproduce", bare.info.run_id, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: run {bare.info.run_id} has no saved config (artifact 'hydra/config.yaml')\n"
+
+
+def test_reproduce_matches_exactly_and_tags_the_new_run(tracked_run):
+    _, run_dir, store = tracked_run
+    run_id = result_of(run_dir)["mlflow_run_id"]
+    proc = run_module("reproduce", run_id, "trainer.progress_bar=false", "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "reproduced exactly: 2/2 evaluations match" in proc.stdout
+    new_id = proc.stdout.strip().splitlines()[-1].removeprefix("new run: ")
+    new_run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}").get_run(new_id)
+    assert new_run.data.tags["reproduces"] == run_id and new_run.info.status == "FINISHED"
+    assert new_run.data.tags["reproduction"].startswith("reproduced exactly")
+
+
+def test_saved_config_that_could_run_code_is_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("lr: 0.1\nnetwork:\n  _target_: os.system\n  _args_: ['echo pwned']\n")
+    with pytest.raises(ConfigError, match=r"keys abe does not use \(network._target_, network._args_\)"):
+        load_saved_config(path, "abc")
+    path.write_text("lr: 0.1\nhydra:\n  callbacks: {}\n")
+    with pytest.raises(ConfigError, match=r"\(hydra\)"):
+        load_saved_config(path, "abc")
+
+
+def test_a_mismatch_says_why():
+    before = {"versions.torch": "2.13.0", "versions.mujoco": "4.0.0", "device": "cpu"}
+    assert why_different(before, {**before, "versions.torch": "2.14.1"}) == "package versions differ: torch 2.13.0 -> 2.14.1"
+    assert why_different(before, {**before, "device": "cuda"}) == "device differs: cpu -> cuda"
+
+
+def test_checkpoint_of_another_shape_names_both_shapes(tracked_run, make_cfg):
+    _, run_dir, _ = tracked_run
+    state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    envs = make_vector_env("Pendulum-v1", 1)
+    agent = build_agent(make_cfg("env=pendulum", "network.width=32"), envs.single_observation_space,
+                        envs.single_action_space)
+    envs.close()
+    with pytest.raises(ConfigError, match=r"torch.Size\(\[64, 3\]\) from checkpoint.*torch.Size\(\[32, 3\]\)"):
+        load_into(agent, state)
+
+
+def test_mujoco_video_renders_headless(tmp_path):
+    # MuJoCo draws through OSMesa when there is no display (Debian libosmesa6).
+    from abe.evaluation import random_policy, record_video
+
+    envs = make_vector_env("InvertedPendulum-v5", 1)
+    path, frames, _ = record_video(random_policy(envs, 0), "InvertedPendulum-v5", {}, 0, tmp_path / "v.mp4")
+    envs.close()
+    decoded = list(imageio.get_reader(path))
+    assert len(decoded) == frames > 1 and decoded[0].shape == (480, 480, 3)
+    assert decoded[-1].std() > 5  # a rendered scene, not a flat colour
