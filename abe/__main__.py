@@ -2,6 +2,7 @@
 
     python -m abe evaluate SOURCE [--episodes N] [--video] [--stochastic]
     python -m abe reproduce RUN_ID [overrides ...]
+    python -m abe resume RUN_DIR_OR_ID
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def reproduce_command(args: argparse.Namespace) -> int:
     return reproduce(args.run_id, args.overrides, args.tracking_uri)
 
 
+def resume_command(args: argparse.Namespace) -> int:
+    from abe.resume import resume
+
+    return resume(args.target, args.tracking_uri)
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m abe", description=__doc__.splitlines()[0])
     commands = main.add_subparsers(dest="command", required=True)
@@ -67,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.total_steps=20000")
     reproduce.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or outputs/mlflow")
     reproduce.set_defaults(run=reproduce_command)
+
+    resume = commands.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    resume.add_argument("target", metavar="RUN_DIR_OR_ID", help="a Hydra run dir or an MLflow run id")
+    resume.add_argument("--tracking-uri", default=None, help="default: the run's own, $MLFLOW_TRACKING_URI or outputs/mlflow")
+    resume.set_defaults(run=resume_command)
     return main
 
 

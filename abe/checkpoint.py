@@ -4,7 +4,6 @@ written atomically and loaded without running code (``torch.load(weights_only=Tr
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -17,14 +16,19 @@ from abe.tracking import mask_secrets
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(agent: Agent, path: Path, env_steps: int, cfg: DictConfig) -> None:
-    """Write to a temporary file, then rename: a kill mid-write leaves the old one intact."""
+def save_checkpoint(agent: Agent, path: Path, cfg: DictConfig, training: dict) -> None:
+    """Write to a temporary file, then rename: a kill mid-write leaves the old one intact.
+
+    `training` holds the loop's progress, the rollout's position (env states included)
+    and the random generators, so that `python -m abe resume` continues exactly.
+    """
     ret_rms = agent.algorithm.ret_rms
     state = {
+        **training,
         "format_version": FORMAT_VERSION,
         "config": mask_secrets(OmegaConf.to_yaml(cfg, resolve=True)),
         "env_id": cfg.env.id,
-        "env_steps": env_steps,
+        "env_steps": training["progress"]["env_steps"],
         "algorithm": agent.algorithm.state_dict(),
         "normalizer": agent.normalizer.state_dict(),
         "return_rms": {"mean": float(ret_rms.mean), "var": float(ret_rms.var), "count": ret_rms.count},
@@ -44,7 +48,7 @@ def read_checkpoint(path: Path) -> dict:
         raise ConfigError(f"checkpoint: no file at '{path}'")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as ex:
+    except Exception as ex:  # untrusted bytes: a torn or foreign file fails in many ways
         first = str(ex).strip().split(".")[0] if str(ex).strip() else type(ex).__name__
         raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint ({first[:120]})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:

@@ -93,10 +93,8 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 def run_job(cfg: DictConfig) -> float:
     """One training job inside Hydra: validate, track, train, write result.json."""
-    from abe.plots import learning_curve
     from abe.sweeping import parent_run_id
     from abe.tracking import make_tracker
-    from abe.training import TrainingDiverged, train, write_result
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -106,11 +104,20 @@ def run_job(cfg: DictConfig) -> float:
         tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
     except ConfigError as ex:
         fail(str(ex))
+    return execute(cfg, run_dir, tracker)["eval/return_mean"]
+
+
+def execute(cfg: DictConfig, run_dir: Path, tracker, resume: dict | None = None) -> dict:
+    """Train (or resume), write result.json and the learning curve, end the tracked run
+    with its status, print the summary."""
+    from abe.plots import learning_curve
+    from abe.training import TrainingDiverged, train, write_result
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the run as KILLED
     result, status, error = None, "FAILED", None
     try:
-        result = train(cfg, run_dir, tracker)
+        result = train(cfg, run_dir, tracker, resume)
         result["mlflow_run_id"] = tracker.run_id
         learning_curve(result["evaluations"], f"{cfg.env.id}, seed {cfg.seed}", run_dir / "learning_curve.png")
         write_result(result, run_dir)
@@ -128,7 +135,7 @@ def run_job(cfg: DictConfig) -> float:
     finally:
         tracker.finish(result, run_dir, status, error)
     log.info(summary(result, run_dir, cfg))
-    return result["eval/return_mean"]
+    return result
 
 
 # Hydra 1.4 instantiates `hydra.callbacks` without an execution whitelist and warns

@@ -141,11 +141,15 @@ class MlflowTracker:
     """One MLflow run: params and tags at the start, metrics as training goes, then
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
+                 resume_run_id: str | None = None):
         import mlflow
 
         self.mlflow = mlflow
         client, experiment_id, uri = self.connect(cfg)
+        if resume_run_id:  # the same run goes on (status back to RUNNING)
+            self.run_id = mlflow.start_run(run_id=resume_run_id).info.run_id
+            return
         tags = self._tags(cfg, run_dir, overrides)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id  # nests the run under its sweep in the UI

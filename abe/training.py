@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from tianshou.utils.torch_utils import policy_within_training_step, torch_train_
 from tqdm import tqdm
 
 from abe.agent import Agent, build_agent
-from abe.checkpoint import save_checkpoint
+from abe.checkpoint import load_into, save_checkpoint
 from abe.envs import final_observations, make_vector_env
 from abe.evaluation import evaluate
 from abe.export import deterministic_policy
@@ -34,12 +34,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingState:
-    """What the loop carries between updates (and prints at the end)."""
+    """What the loop carries between updates; saved in every checkpoint."""
 
     env_steps: int = 0
     updates: int = 0
+    next_eval: int = 0
+    wall_time_s: float = 0.0  # spent before this process (resumed runs)
     episode_returns: list[float] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "episode_returns": self.episode_returns[-100:]}
 
 
 def seed_everything(seed: int) -> None:
@@ -58,6 +63,24 @@ class Rollout:
         agent.normalizer.update(obs)
         self.obs = agent.normalizer.normalize(obs)
         self.episode_return = np.zeros(num_envs)
+
+    def snapshot(self) -> dict:
+        """The rollout's position: current observations, partial returns, env states."""
+        envs = self.envs.get_attr("snapshot")
+        return {
+            "obs": torch.from_numpy(self.obs.copy()),
+            "episode_return": torch.from_numpy(self.episode_return.copy()),
+            "envs": None if any(e is None for e in envs) else [_tensors(e) for e in envs],
+        }
+
+    def restore(self, snapshot: dict) -> bool:
+        """Continue where `snapshot` stopped; False if it holds no env states."""
+        self.obs = snapshot["obs"].numpy().copy()
+        self.episode_return = snapshot["episode_return"].numpy().copy()
+        if snapshot["envs"] is None:
+            return False
+        self.envs.set_attr("snapshot", [_arrays(e) for e in snapshot["envs"]])
+        return True
 
     @torch.no_grad()
     def collect(self) -> list[float]:
@@ -87,6 +110,26 @@ class Rollout:
         return finished
 
 
+def _tensors(state: dict) -> dict:
+    """numpy arrays -> tensors: weights-only checkpoint loading accepts tensors only."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+def _arrays(state: dict) -> dict:
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
 class TrainingDiverged(FloatingPointError):
     """A loss or a network weight became NaN or infinite."""
 
@@ -100,8 +143,9 @@ def _check_finite(agent: Agent, losses: dict[str, float], env_steps: int) -> Non
         )
 
 
-def train(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
-    """Train one agent as `cfg` says; return the result written to result.json."""
+def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: dict | None = None) -> dict:
+    """Train one agent as `cfg` says, or continue the checkpoint `resume` exactly where
+    it stopped; return the result written to result.json."""
     torch.set_num_threads(cfg.trainer.torch_threads)
     seed_everything(cfg.seed)
     num_envs, n_steps = cfg.trainer.num_envs, cfg.algo.n_steps
@@ -116,7 +160,10 @@ def train(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
             summary_table({"actor": agent.actor, "critic": agent.critic}),
         )
         rollout = Rollout(agent, envs, n_steps, cfg.seed)
-        result = _loop(cfg, agent, rollout, eval_envs, run_dir, tracker)
+        state = TrainingState(next_eval=cfg.trainer.eval_every)
+        if resume is not None:
+            state = _restore(resume, agent, rollout)
+        result = _loop(cfg, agent, rollout, eval_envs, run_dir, tracker, state)
         if cfg.logger.get("log_model", False):
             example = envs.single_observation_space.sample()[None].astype(np.float32)
             tracker.log_model(deterministic_policy(agent), example)
@@ -126,15 +173,25 @@ def train(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
         eval_envs.close()
 
 
-def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker: Tracker) -> dict:
-    state = TrainingState()
+def _restore(checkpoint: dict, agent: Agent, rollout: Rollout) -> TrainingState:
+    load_into(agent, checkpoint)
+    set_rng_state(checkpoint["rng"])
+    if not rollout.restore(checkpoint["rollout"]):
+        log.warning("the checkpoint holds no env states (unknown env type): episodes restart, "
+                    "so the resumed run will not match an uninterrupted one exactly")
+    state = TrainingState(**checkpoint["progress"])
+    log.info("resuming at %s env steps", f"{state.env_steps:,}")
+    return state
+
+
+def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker: Tracker,
+          state: TrainingState) -> dict:
     steps_per_update = cfg.algo.n_steps * cfg.trainer.num_envs
-    next_eval = cfg.trainer.eval_every
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    start = time.perf_counter()
+    start = time.perf_counter() - state.wall_time_s
     bar = tqdm(
-        total=cfg.trainer.total_steps, unit="step", unit_scale=True, dynamic_ncols=True,
-        disable=not cfg.trainer.progress_bar, desc=cfg.env.id,
+        total=cfg.trainer.total_steps, initial=state.env_steps, unit="step", unit_scale=True,
+        dynamic_ncols=True, disable=not cfg.trainer.progress_bar, desc=cfg.env.id,
     )
     with bar:
         while state.env_steps < cfg.trainer.total_steps:
@@ -152,8 +209,8 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
             }
             _check_finite(agent, losses, state.env_steps)
             last = state.env_steps >= cfg.trainer.total_steps
-            if state.env_steps >= next_eval or last:
-                next_eval += cfg.trainer.eval_every
+            if state.env_steps >= state.next_eval or last:
+                state.next_eval += cfg.trainer.eval_every
                 elapsed = time.perf_counter() - start
                 returns = evaluate(agent, eval_envs, cfg.seed)
                 record = {
@@ -168,7 +225,11 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
                     record["train/episode_return"] = float(np.mean(state.episode_returns[-20:]))
                 state.evaluations.append(record)
                 tracker.log_metrics({k: v for k, v in record.items() if k != "env_steps"}, state.env_steps)
-                save_checkpoint(agent, checkpoint, state.env_steps, cfg)
+                state.wall_time_s = time.perf_counter() - start
+                save_checkpoint(agent, checkpoint, cfg, {
+                    "progress": state.to_dict(), "rollout": rollout.snapshot(), "rng": rng_state(),
+                    "mlflow_run_id": tracker.run_id,
+                })
                 bar.set_postfix_str(f"eval {record['eval/return_mean']:.1f}", refresh=True)
     wall_time = time.perf_counter() - start
     final = state.evaluations[-1]

@@ -12,6 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements.lock
+.venv/bin/python -m pip install --quiet --no-deps -e .   # `python -m abe` from any folder
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)

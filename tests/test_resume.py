@@ -1,0 +1,106 @@
+"""`python -m abe resume`: a run killed with SIGKILL ends with the same eval returns as
+an uninterrupted one, in the same MLflow run; checkpoints are written atomically."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import torch
+
+from abe import PROJECT_ROOT
+from abe.agent import build_agent
+from abe.checkpoint import checkpoint_config, read_checkpoint, save_checkpoint
+from abe.envs import make_vector_env
+from abe.errors import ConfigError
+from tests.conftest import run_cli, run_module
+
+RUN = ["env=pendulum", "trainer.total_steps=6144", "trainer.num_envs=4", "trainer.eval_every=1024",
+       "trainer.eval_episodes=3", "trainer.progress_bar=false"]
+
+
+def returns(run_dir):
+    result = json.loads((run_dir / "result.json").read_text())
+    return result, [(e["env_steps"], e["eval/return_mean"]) for e in result["evaluations"]]
+
+
+def checkpoint_steps(path) -> int:
+    try:
+        return torch.load(path, weights_only=True)["env_steps"]
+    except (OSError, RuntimeError, EOFError):
+        return 0
+
+
+def test_sigkilled_run_resumes_to_the_same_returns_in_the_same_mlflow_run(tmp_path):
+    store = tmp_path / "store"
+    env = {"MLFLOW_TRACKING_URI": ""}
+    whole = run_cli(*RUN, f"logger.store_dir={store}", f"hydra.run.dir={tmp_path / 'whole'}", env=env)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), *RUN, f"logger.store_dir={store}", f"hydra.run.dir={killed_dir}"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
+    )
+    deadline = time.monotonic() + 120
+    while checkpoint_steps(killed_dir / "checkpoints" / "last.pt") < 2048:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = read_checkpoint(killed_dir / "checkpoints" / "last.pt")["env_steps"]
+    assert 2048 <= killed_at < 6144 and not (killed_dir / "result.json").exists()
+
+    resumed = run_module("resume", str(killed_dir), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming at {killed_at:,} env steps" in resumed.stdout + resumed.stderr
+    (whole_result, expected), (result, got) = returns(tmp_path / "whole"), returns(killed_dir)
+    assert got == expected  # every evaluation, float for float
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"  # the run SIGKILL left RUNNING, finished by the resume
+    history = client.get_metric_history(run.info.run_id, "eval/return_mean")
+    assert sorted({(m.step, m.value) for m in history}) == expected
+
+
+def test_resuming_a_finished_run_says_so(tracked_run):
+    _, run_dir, store = tracked_run
+    proc = run_module("resume", str(run_dir), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: resume: the run in {run_dir} already finished (256 of 256 env steps)\n"
+
+
+def test_resume_of_something_else_is_one_line(tmp_path):
+    proc = run_module("resume", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: checkpoint: no file at '{tmp_path / 'checkpoints' / 'last.pt'}'\n"
+
+
+def test_a_kill_while_writing_leaves_the_previous_checkpoint_intact(tracked_run, tmp_path, monkeypatch):
+    _, run_dir, _ = tracked_run
+    state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    cfg = checkpoint_config(state)
+    envs = make_vector_env(cfg.env.id, 1)
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    envs.close()
+    path = tmp_path / "last.pt"
+    path.write_bytes((run_dir / "checkpoints" / "last.pt").read_bytes())
+    before = path.read_bytes()
+
+    def dies_mid_write(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process is interrupted during the write
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    training = {k: state[k] for k in ("progress", "rollout", "rng", "mlflow_run_id")}
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(agent, path, cfg, training)
+    assert path.read_bytes() == before
+    assert read_checkpoint(path)["env_steps"] == 256
+    with pytest.raises(ConfigError, match="is not an abe checkpoint"):
+        read_checkpoint(path.with_name("last.pt.tmp"))
