@@ -13,7 +13,7 @@ from abe.agent import Agent
 from abe.errors import ConfigError
 from abe.tracking import mask_secrets
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config, progress, rollout position and RNG states for resume
 
 
 def save_checkpoint(agent: Agent, path: Path, cfg: DictConfig, training: dict) -> None:
@@ -51,8 +51,12 @@ def read_checkpoint(path: Path) -> dict:
     except Exception as ex:  # untrusted bytes: a torn or foreign file fails in many ways
         first = str(ex).strip().split(".")[0] if str(ex).strip() else type(ex).__name__
         raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint ({first[:120]})") from None
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint (format_version {FORMAT_VERSION})")
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint")
+    if state["format_version"] != FORMAT_VERSION:
+        raise ConfigError(
+            f"checkpoint: '{path}' has format {state['format_version']}; this abe reads format {FORMAT_VERSION}"
+        )
     return state
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from abe import PROJECT_ROOT
+from abe import CONFIG_DIR, PROJECT_ROOT
 from abe.errors import ConfigError
 from abe.sources import download, get_run, mlflow_client
 
@@ -65,7 +65,9 @@ def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> in
     source = get_run(client, run_id, uri)
     cfg = load_saved_config(download(client, run_id, "hydra/config.yaml", "saved config"), run_id)
     config_dir = Path(tempfile.mkdtemp(prefix="abe-reproduce-"))
-    OmegaConf.save(cfg, config_dir / "config.yaml")
+    # abe's own (trusted) Hydra settings: console format, sweep callback.
+    ours = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    OmegaConf.save(OmegaConf.merge({"hydra": ours.hydra}, cfg), config_dir / "config.yaml")
     run_dir = Path("outputs") / "reproduce" / run_id / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"reproducing run {run_id} ({source.info.run_name}) from its saved config")
     proc = subprocess.run([
