@@ -104,20 +104,34 @@ def run_job(cfg: DictConfig) -> float:
         tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
     except ConfigError as ex:
         fail(str(ex))
-    return execute(cfg, run_dir, tracker)["eval/return_mean"]
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return execute(cfg, run_dir, tracker)["eval/return_mean"]
+    from abe.optuna_sweeper import TrialReporter
+    from abe.training import EarlyStop
+
+    reporter = TrialReporter.for_this_job()  # set when the Optuna sweeper runs this job
+    try:
+        return execute(cfg, run_dir, tracker, on_eval=reporter.report if reporter else None)["eval/return_mean"]
+    except EarlyStop:
+        reporter.mark_pruned()
+        return reporter.last_value
 
 
-def execute(cfg: DictConfig, run_dir: Path, tracker, resume: dict | None = None) -> dict:
+def execute(cfg: DictConfig, run_dir: Path, tracker, resume: dict | None = None, on_eval=None) -> dict:
     """Train (or resume), write result.json and the learning curve, end the tracked run
-    with its status, print the summary."""
+    with its status, print the summary.
+
+    In a sweep (Hydra multirun) a failed run raises, so the sweeper records the trial
+    as failed and goes on; a single run reports the failure as one line.
+    """
     from abe.plots import learning_curve
-    from abe.training import TrainingDiverged, train, write_result
+    from abe.training import EarlyStop, TrainingDiverged, train, write_result
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the run as KILLED
     result, status, error = None, "FAILED", None
     try:
-        result = train(cfg, run_dir, tracker, resume)
+        result = train(cfg, run_dir, tracker, resume, on_eval)
         result["mlflow_run_id"] = tracker.run_id
         learning_curve(result["evaluations"], f"{cfg.env.id}, seed {cfg.seed}", run_dir / "learning_curve.png")
         write_result(result, run_dir)
@@ -125,9 +139,16 @@ def execute(cfg: DictConfig, run_dir: Path, tracker, resume: dict | None = None)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except EarlyStop as ex:
+        status = "KILLED"
+        tracker.set_tags({"optuna_state": "PRUNED", "stopped_early": str(ex)})
+        log.info("%s: %s", cfg.env.id, ex)
+        raise
     except TrainingDiverged as ex:
         error = str(ex)
         print(f"error: {ex}", file=sys.stderr)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
         raise SystemExit(EXIT_TRAINING_FAILED) from None
     except Exception as ex:
         error = f"{type(ex).__name__}: {ex}"

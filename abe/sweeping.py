@@ -83,6 +83,7 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
     finished = [c for c in children if c.info.status == "FINISHED" and OBJECTIVE in c.data.metrics]
     client.set_tag(parent, "sweep_trials", str(len(children)))
     client.set_tag(parent, "sweep_failed", str(sum(c.info.status == "FAILED" for c in children)))
+    client.set_tag(parent, "sweep_pruned", str(sum(c.data.tags.get("optuna_state") == "PRUNED" for c in children)))
     if not finished:
         return None
     best = max(finished, key=lambda c: c.data.metrics[OBJECTIVE])
@@ -99,6 +100,10 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
     ]
     plot = sweep_plot(points, sweep_dir / "sweep_objective.png")
     client.log_artifact(parent, str(plot))
+    # what the Optuna sweeper wrote: its plots, best params, the re-train command
+    for name in sorted(p.name for p in sweep_dir.glob("optuna_*.png")) + ["optimization_results.yaml", "best_command.txt"]:
+        if (sweep_dir / name).exists():
+            client.log_artifact(parent, str(sweep_dir / name))
     return {"run_id": best.info.run_id, OBJECTIVE: best.data.metrics[OBJECTIVE]}
 
 

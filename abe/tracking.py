@@ -40,6 +40,8 @@ class Tracker(Protocol):
 
     def log_model(self, model, input_example) -> None: ...
 
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
     def finish(self, result: dict | None, run_dir: Path, status: str, error: str | None = None) -> None: ...
 
 
@@ -52,6 +54,9 @@ class NullTracker:
         pass
 
     def log_model(self, model, input_example) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
         pass
 
     def finish(self, result: dict | None, run_dir: Path, status: str, error: str | None = None) -> None:
@@ -210,6 +215,9 @@ class MlflowTracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.mlflow.log_metrics(metrics, step=step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.mlflow.set_tags(tags)
 
     def log_model(self, model, input_example) -> None:
         import mlflow.pytorch

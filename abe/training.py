@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,6 +131,10 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
+class EarlyStop(Exception):
+    """Raised by an `on_eval` hook to end training early on purpose (e.g. pruning)."""
+
+
 class TrainingDiverged(FloatingPointError):
     """A loss or a network weight became NaN or infinite."""
 
@@ -143,9 +148,11 @@ def _check_finite(agent: Agent, losses: dict[str, float], env_steps: int) -> Non
         )
 
 
-def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: dict | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: dict | None = None,
+          on_eval: Callable[[float, int], None] | None = None) -> dict:
     """Train one agent as `cfg` says, or continue the checkpoint `resume` exactly where
-    it stopped; return the result written to result.json."""
+    it stopped; return the result written to result.json. `on_eval(return_mean,
+    env_steps)` runs after every evaluation and may raise EarlyStop."""
     torch.set_num_threads(cfg.trainer.torch_threads)
     seed_everything(cfg.seed)
     num_envs, n_steps = cfg.trainer.num_envs, cfg.algo.n_steps
@@ -163,7 +170,7 @@ def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: dict | None 
         state = TrainingState(next_eval=cfg.trainer.eval_every)
         if resume is not None:
             state = _restore(resume, agent, rollout)
-        result = _loop(cfg, agent, rollout, eval_envs, run_dir, tracker, state)
+        result = _loop(cfg, agent, rollout, eval_envs, run_dir, tracker, state, on_eval)
         if cfg.logger.get("log_model", False):
             example = envs.single_observation_space.sample()[None].astype(np.float32)
             tracker.log_model(deterministic_policy(agent), example)
@@ -185,7 +192,7 @@ def _restore(checkpoint: dict, agent: Agent, rollout: Rollout) -> TrainingState:
 
 
 def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker: Tracker,
-          state: TrainingState) -> dict:
+          state: TrainingState, on_eval) -> dict:
     steps_per_update = cfg.algo.n_steps * cfg.trainer.num_envs
     checkpoint = run_dir / "checkpoints" / "last.pt"
     start = time.perf_counter() - state.wall_time_s
@@ -231,6 +238,8 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
                     "mlflow_run_id": tracker.run_id,
                 })
                 bar.set_postfix_str(f"eval {record['eval/return_mean']:.1f}", refresh=True)
+                if on_eval is not None:
+                    on_eval(record["eval/return_mean"], state.env_steps)
     wall_time = time.perf_counter() - start
     final = state.evaluations[-1]
     return {

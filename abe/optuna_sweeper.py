@@ -1,0 +1,199 @@
+"""hydra-optuna-sweeper with pruning, abandoned-trial cleanup, progress and plots.
+
+Hydra runs each trial as a job, possibly in another process (joblib launcher), so
+the job never sees the sweeper's `optuna.Trial`. abe crosses that boundary through
+the study's storage: the sweeper passes each job its trial id in environment
+variables (`hydra.job.env_set`); the job opens the same study, `report`s its eval
+return at every evaluation and stops when `should_prune()` says so, marking the trial
+PRUNED itself. The sweeper then `tell`s with `skip_if_finished=True`, so trials that
+their job already finished (pruned) are left as they are.
+
+Selected with `hydra/sweeper=abe_optuna` (what `hparams_search=lr_gamma` does); it
+takes every option of hydra-optuna-sweeper plus `pruner` and `pruner_warmup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import optuna
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.types import Quote, QuotedString
+from hydra_plugins.hydra_optuna_sweeper import _impl
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+from abe.training import EarlyStop
+
+log = logging.getLogger(__name__)
+
+PRUNERS = ("median", "hyperband", "none")
+_create_study = optuna.create_study  # the original, while sweep() patches the module's
+ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER = (
+    "ABE_OPTUNA_TRIAL_ID", "ABE_OPTUNA_STUDY", "ABE_OPTUNA_STORAGE", "ABE_OPTUNA_PRUNER",
+)
+
+
+def make_pruner(spec: str) -> optuna.pruners.BasePruner:
+    """`median:W` / `hyperband` / `none`: W evaluations before median pruning may stop a trial."""
+    name, _, warmup = spec.partition(":")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=int(warmup or 0), interval_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+@dataclass
+class AbeOptunaSweeperConf(OptunaSweeperConf):
+    _target_: str = "abe.optuna_sweeper.AbeOptunaSweeper"
+    pruner: str = "median"  # median | hyperband | none
+    pruner_warmup: int = 0  # env steps before a median-pruned trial can be stopped
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
+
+
+class AbeOptunaSweeper(OptunaSweeper):
+    def __init__(self, pruner: str, pruner_warmup: int, **kwargs) -> None:
+        if pruner not in PRUNERS:
+            raise ValueError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
+        super().__init__(**kwargs)
+        self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
+        self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}" if pruner == "median" else pruner
+
+
+class PruningSweeperImpl(_impl.OptunaSweeperImpl):
+    pruner_spec: str = "median:0"
+
+    def sweep(self, arguments: list[str]) -> None:
+        if self.storage is None and self.pruner_spec != "none":
+            log.warning("hydra.sweeper.storage is not set: trials cannot report to the study, so no pruning")
+        # The stock sweep() builds its study with optuna.create_study; abe's adds the
+        # pruner and the tell that leaves finished (pruned) trials alone.
+        with mock.patch.object(_impl.optuna, "create_study", self._create_study):
+            super().sweep(arguments)
+        self._after_sweep(arguments)
+
+    def _create_study(self, **kwargs) -> optuna.Study:
+        study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
+        abandoned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for trial in abandoned:  # left RUNNING by an interrupted sweep of this study
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        if abandoned:
+            log.warning("marked %d trial(s) of an interrupted sweep as FAIL", len(abandoned))
+        tell = study.tell
+
+        def tell_and_report(*args, **kwargs):
+            frozen = tell(*args, skip_if_finished=True, **kwargs)
+            log.info(progress_line(study))
+            return frozen
+
+        study.tell = tell_and_report
+        self.study = study
+        return study
+
+    def _configure_trials(self, trials, *args, **kwargs):
+        overrides = super()._configure_trials(trials, *args, **kwargs)
+        if self.storage is None:
+            return overrides
+        channel = {ENV_STUDY: self.study.study_name, ENV_STORAGE: str(self.storage), ENV_PRUNER: self.pruner_spec}
+        env = [f"+hydra.job.env_set.{k}={QuotedString(text=v, quote=Quote.single).with_quotes()}"
+               for k, v in channel.items()]
+        return [
+            tuple(o) + tuple(env) + (f"+hydra.job.env_set.{ENV_TRIAL}={t._trial_id}",)
+            for o, t in zip(overrides, trials)
+        ]
+
+    def _after_sweep(self, arguments: list[str]) -> None:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        write_study_plots(self.study, sweep_dir)
+        completed = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if completed:
+            best = self.study.best_trial
+            fixed = [a for a in self.config.hydra.overrides.task if a.split("=")[0] not in best.params]
+            fixed = [a for a in fixed if not a.startswith("hparams_search")]
+            command = shlex.join(["python", "run.py", *fixed, *(f"{k}={v}" for k, v in best.params.items())])
+            (sweep_dir / "best_command.txt").write_text(command + "\n")
+            log.info("re-train the best trial (#%d, %.1f):\n  %s", best.number, best.value, command)
+
+
+def progress_line(study: optuna.Study) -> str:
+    states = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    count = {s: sum(t.state == s for t in trials) for s in (states.COMPLETE, states.PRUNED, states.FAIL)}
+    line = (f"trials: {len(trials)} ({count[states.COMPLETE]} complete, {count[states.PRUNED]} pruned, "
+            f"{count[states.FAIL]} failed)")
+    if count[states.COMPLETE]:
+        best = study.best_trial
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        line += f"; best so far {best.value:.1f} (#{best.number}: {params})"
+    return line
+
+
+def write_study_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
+    """Optuna's optimisation history, parameter importances and lr x gamma contour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    params = sorted({p for t in complete for p in t.params})
+    plots = {"optuna_history.png": lambda: ovm.plot_optimization_history(study)}
+    if len(complete) >= 2 and len(params) >= 2:
+        plots["optuna_importances.png"] = lambda: ovm.plot_param_importances(study)
+    if len(complete) >= 2 and {"lr", "gamma"} <= set(params):
+        plots["optuna_contour_lr_gamma.png"] = lambda: ovm.plot_contour(study, params=["lr", "gamma"])
+    written = []
+    for name, plot in plots.items():
+        try:
+            axes = plot()
+        except (ValueError, RuntimeError) as ex:  # too few distinct values for this plot
+            log.info("skipped %s: %s", name, ex)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        figure.savefig(sweep_dir / name)
+        plt.close(figure)
+        written.append(sweep_dir / name)
+    return written
+
+
+class Pruned(EarlyStop, optuna.TrialPruned):
+    """The pruner stopped this trial."""
+
+
+class TrialReporter:
+    """The job's side: report eval returns to its trial; stop when the pruner says so."""
+
+    def __init__(self) -> None:
+        self.study = optuna.load_study(
+            study_name=os.environ[ENV_STUDY], storage=os.environ[ENV_STORAGE],
+            pruner=make_pruner(os.environ[ENV_PRUNER]),
+        )
+        self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
+        self.last_value: float | None = None
+
+    @staticmethod
+    def for_this_job() -> TrialReporter | None:
+        return TrialReporter() if ENV_TRIAL in os.environ else None
+
+    def report(self, value: float, env_steps: int) -> None:
+        self.last_value = value
+        self.trial.report(value, env_steps)
+        if self.trial.should_prune():
+            raise Pruned(f"pruned by Optuna at {env_steps:,} env steps (eval return {value:.1f})")
+
+    def mark_pruned(self) -> None:
+        self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
