@@ -55,22 +55,27 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "abe.optuna_sweeper.AbeOptunaSweeper"
     pruner: str = "median"  # median | hyperband | none
     pruner_warmup: int = 0  # env steps before a median-pruned trial can be stopped
+    # RUNNING trials found at the start were left by an interrupted sweep: mark them FAIL.
+    # Set false for the 2nd and later sweepers that share one study at the same time.
+    fail_running_trials: bool = True
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
 
 
 class AbeOptunaSweeper(OptunaSweeper):
-    def __init__(self, pruner: str, pruner_warmup: int, **kwargs) -> None:
+    def __init__(self, pruner: str, pruner_warmup: int, fail_running_trials: bool, **kwargs) -> None:
         if pruner not in PRUNERS:
             raise ValueError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
         super().__init__(**kwargs)
         self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
         self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}" if pruner == "median" else pruner
+        self.sweeper.fail_running_trials = fail_running_trials
 
 
 class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     pruner_spec: str = "median:0"
+    fail_running_trials: bool = True
 
     def sweep(self, arguments: list[str]) -> None:
         if self.storage is None and self.pruner_spec != "none":
@@ -83,7 +88,8 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
 
     def _create_study(self, **kwargs) -> optuna.Study:
         study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
-        abandoned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        abandoned = running if self.fail_running_trials else []
         for trial in abandoned:  # left RUNNING by an interrupted sweep of this study
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         if abandoned:

@@ -53,3 +53,42 @@ def run_module(*args: str, timeout: int = 300):
         [sys.executable, "-m", "abe", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server (Debian's) on 127.0.0.1, for this test session only.
+
+    Runs as the `postgres` user when the tests run as root (PostgreSQL refuses root).
+    Yields a SQLAlchemy URL of an empty database.
+    """
+    import glob
+    import shutil
+    import socket
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    assert bins, "Debian's postgresql package is needed (tests/setup.sh installs it)"
+    bindir = Path(bins[-1])
+    root = tmp_path_factory.mktemp("pg")
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def pg(*args):
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "server.log"), "-o",
+       f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start")
+    try:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "abe")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/abe"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "fast", "stop")

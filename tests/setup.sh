@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh machine: the virtual environment
-# from requirements.lock, Debian's Chromium + ChromeDriver for the MLflow UI test, and
-# OSMesa for headless MuJoCo videos.
+# from requirements.lock; from Debian: Chromium + ChromeDriver for the MLflow UI test,
+# OSMesa for headless MuJoCo videos, PostgreSQL for the Optuna storage test (the tests
+# start and stop their own servers).
 # Safe to run again (it only installs what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 ldconfig -p | grep -q libOSMesa || missing+=(libosmesa6)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
     $SUDO apt-get update -qq
