@@ -4,6 +4,7 @@ end-of-run summary."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from abe import CONFIG_DIR
@@ -92,24 +93,58 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 
 def run_job(cfg: DictConfig) -> float:
-    """One training job inside Hydra: validate, track, train, write result.json."""
-    from abe.sweeping import parent_run_id
-    from abe.tracking import make_tracker
+    """One training job inside Hydra: validate, track, train, write result.json.
 
+    With `n_seeds` > 1 the job trains seeds seed, seed+1, ... one after another (each
+    in `seed_<n>/` with its own MLflow run) and returns the mean of their final eval
+    returns, so a sweep tunes for values that hold up on new seeds.
+    """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if "n_seeds" not in cfg:  # a config saved before the key existed
+        with open_dict(cfg):
+            cfg.n_seeds = 1
     try:
         validate(cfg)
+    except ConfigError as ex:
+        fail(str(ex))
+    reporter = None
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        from abe.optuna_sweeper import TrialReporter
+
+        reporter = TrialReporter.for_this_job()  # set when the Optuna sweeper runs this job
+    if cfg.n_seeds == 1:
+        return _run_seed(cfg, run_dir, reporter)
+    values = []
+    for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
+        seed_cfg = cfg.copy()
+        seed_cfg.seed, seed_cfg.n_seeds = seed, 1
+        seed_dir = run_dir / f"seed_{seed}"
+        (seed_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(seed_cfg, seed_dir / ".hydra" / "config.yaml", resolve=True)  # re-runnable alone
+        # Only the first seed reports to the pruner: later seeds would restart its steps.
+        values.append(_run_seed(seed_cfg, seed_dir, reporter if seed == cfg.seed else None))
+        if reporter is not None and reporter.pruned:
+            return values[0]
+    mean = float(sum(values) / len(values))
+    summary_path = run_dir / "result.json"
+    summary_path.write_text(json.dumps({"eval/return_mean": mean, "seeds": list(range(cfg.seed, cfg.seed + cfg.n_seeds)),
+                                        "per_seed": values}, indent=2) + "\n")
+    log.info("mean over %d seeds: %.1f (%s)", cfg.n_seeds, mean, ", ".join(f"{v:.1f}" for v in values))
+    return mean
+
+
+def _run_seed(cfg: DictConfig, run_dir: Path, reporter) -> float:
+    from abe.sweeping import parent_run_id
+    from abe.tracking import make_tracker
+    from abe.training import EarlyStop
+
+    hydra_cfg = HydraConfig.get()
+    try:
         parent = parent_run_id(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
         tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
     except ConfigError as ex:
         fail(str(ex))
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return execute(cfg, run_dir, tracker)["eval/return_mean"]
-    from abe.optuna_sweeper import TrialReporter
-    from abe.training import EarlyStop
-
-    reporter = TrialReporter.for_this_job()  # set when the Optuna sweeper runs this job
     try:
         return execute(cfg, run_dir, tracker, on_eval=reporter.report if reporter else None)["eval/return_mean"]
     except EarlyStop:

@@ -40,6 +40,7 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "lr": _rule(lambda v: _number(v) and v > 0, "a number > 0, e.g. lr=3e-4"),
     "gamma": _rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99"),
     "seed": _rule(lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "n_seeds": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "network.width": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "network.depth": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "network.activation": _rule(lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),

@@ -190,6 +190,7 @@ class TrialReporter:
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
         self.last_value: float | None = None
+        self.pruned = False
 
     @staticmethod
     def for_this_job() -> TrialReporter | None:
@@ -202,4 +203,5 @@ class TrialReporter:
             raise Pruned(f"pruned by Optuna at {env_steps:,} env steps (eval return {value:.1f})")
 
     def mark_pruned(self) -> None:
+        self.pruned = True
         self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)

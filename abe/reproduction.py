@@ -16,7 +16,7 @@ from abe import CONFIG_DIR, PROJECT_ROOT
 from abe.errors import ConfigError
 from abe.sources import download, get_run, mlflow_client
 
-CONFIG_KEYS = {"lr", "gamma", "seed", "env", "network", "optimizer", "algo", "trainer", "logger"}
+CONFIG_KEYS = {"lr", "gamma", "seed", "n_seeds", "env", "network", "optimizer", "algo", "trainer", "logger"}
 METRIC = "eval/return_mean"
 
 

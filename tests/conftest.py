@@ -65,11 +65,13 @@ def postgres(tmp_path_factory):
     import glob
     import shutil
     import socket
+    import tempfile
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     assert bins, "Debian's postgresql package is needed (tests/setup.sh installs it)"
     bindir = Path(bins[-1])
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp dir: it is private to root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="abe-pg-"))
     data, sockets = root / "data", root / "sock"
     sockets.mkdir()
     as_user = []
@@ -92,3 +94,4 @@ def postgres(tmp_path_factory):
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/abe"
     finally:
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "fast", "stop")
+        shutil.rmtree(root, ignore_errors=True)

@@ -23,7 +23,7 @@ CASES = [
     (["trainer.total_steps=-5"], "trainer.total_steps: got -5; allowed: an integer >= 1"),
     (["lr=[1e-3"], "malformed override 'lr=[1e-3'"),
     (["network.widht=64"], "unknown config key 'network.widht'; network has: width, depth, activation"),
-    (["learning_rate=1e-3"], "unknown config key 'learning_rate'; the top level has: lr, gamma, seed, env"),
+    (["learning_rate=1e-3"], "unknown config key 'learning_rate'; the top level has: lr, gamma, seed, n_seeds, env"),
     (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
 ]
 

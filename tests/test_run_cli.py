@@ -75,3 +75,20 @@ def test_group_override_on_a_saved_config_is_explained(tracked_run):
     proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "logger=none")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: logger: got 'none' instead of a section of keys")
+
+
+def test_n_seeds_trains_each_seed_and_returns_their_mean(tmp_path):
+    store = tmp_path / "store"
+    overrides = [o for o in TINY if not o.startswith("logger")]
+    proc = run_cli("env=pendulum", "seed=5", "n_seeds=2", *overrides, f"logger.store_dir={store}",
+                   f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "result.json").read_text())
+    per_seed = [json.loads((tmp_path / "run" / f"seed_{s}" / "result.json").read_text()) for s in (5, 6)]
+    assert summary["seeds"] == [5, 6] and [r["seed"] for r in per_seed] == [5, 6]
+    assert summary["per_seed"] == [r["eval/return_mean"] for r in per_seed]
+    assert summary["eval/return_mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
+    assert OmegaConf.load(tmp_path / "run" / "seed_6" / ".hydra" / "config.yaml").seed == 6
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["Pendulum-v1"])
+    assert sorted(runs["params.seed"]) == ["5", "6"]
