@@ -101,7 +101,7 @@ def run_job(cfg: DictConfig) -> float:
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    if "n_seeds" not in cfg:  # a config saved before the key existed
+    if "n_seeds" not in cfg:  # a config saved before the key existed (abe.config.ADDED_LATER)
         with open_dict(cfg):
             cfg.n_seeds = 1
     try:
