@@ -112,7 +112,7 @@ def run_job(cfg: DictConfig) -> float:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         from abe.optuna_sweeper import TrialReporter
 
-        reporter = TrialReporter.for_this_job()  # set when the Optuna sweeper runs this job
+        reporter = TrialReporter.for_this_job(cfg.trainer.total_steps)  # set when the Optuna sweeper runs this job
     if cfg.n_seeds == 1:
         return _run_seed(cfg, run_dir, reporter)
     values = []

@@ -40,11 +40,14 @@ ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER = (
 )
 
 
-def make_pruner(spec: str) -> optuna.pruners.BasePruner:
-    """`median:W` / `hyperband` / `none`: W evaluations before median pruning may stop a trial."""
+def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
+    """`median:F` / `hyperband` / `none`. Median pruning waits for 3 finished trials and
+    for F x total_steps env steps of each trial: early HalfCheetah evaluations are all
+    near 0, and pruning on them stopped the trial that became the best one (bench/)."""
     name, _, warmup = spec.partition(":")
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=int(warmup or 0), interval_steps=1)
+        warmup_steps = int(float(warmup or 0) * total_steps)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_steps, interval_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
@@ -54,7 +57,7 @@ def make_pruner(spec: str) -> optuna.pruners.BasePruner:
 class AbeOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "abe.optuna_sweeper.AbeOptunaSweeper"
     pruner: str = "median"  # median | hyperband | none
-    pruner_warmup: int = 0  # env steps before a median-pruned trial can be stopped
+    pruner_warmup: float = 0.5  # fraction of trainer.total_steps before median pruning may stop a trial
     # RUNNING trials found at the start were left by an interrupted sweep: mark them FAIL.
     # Set false for the 2nd and later sweepers that share one study at the same time.
     fail_running_trials: bool = True
@@ -64,7 +67,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeO
 
 
 class AbeOptunaSweeper(OptunaSweeper):
-    def __init__(self, pruner: str, pruner_warmup: int, fail_running_trials: bool, **kwargs) -> None:
+    def __init__(self, pruner: str, pruner_warmup: float, fail_running_trials: bool, **kwargs) -> None:
         if pruner not in PRUNERS:
             raise ValueError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
         super().__init__(**kwargs)
@@ -183,18 +186,18 @@ class Pruned(EarlyStop, optuna.TrialPruned):
 class TrialReporter:
     """The job's side: report eval returns to its trial; stop when the pruner says so."""
 
-    def __init__(self) -> None:
+    def __init__(self, total_steps: int) -> None:
         self.study = optuna.load_study(
             study_name=os.environ[ENV_STUDY], storage=os.environ[ENV_STORAGE],
-            pruner=make_pruner(os.environ[ENV_PRUNER]),
+            pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
         self.last_value: float | None = None
         self.pruned = False
 
     @staticmethod
-    def for_this_job() -> TrialReporter | None:
-        return TrialReporter() if ENV_TRIAL in os.environ else None
+    def for_this_job(total_steps: int) -> TrialReporter | None:
+        return TrialReporter(total_steps) if ENV_TRIAL in os.environ else None
 
     def report(self, value: float, env_steps: int) -> None:
         self.last_value = value
