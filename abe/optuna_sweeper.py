@@ -9,7 +9,8 @@ PRUNED itself. The sweeper then `tell`s with `skip_if_finished=True`, so trials 
 their job already finished (pruned) are left as they are.
 
 Selected with `hydra/sweeper=abe_optuna` (what `hparams_search=lr_gamma` does); it
-takes every option of hydra-optuna-sweeper plus `pruner` and `pruner_warmup`.
+takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`, `prune_on`
+and `fail_running_trials`.
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ log = logging.getLogger(__name__)
 
 PRUNERS = ("median", "hyperband", "none")
 _create_study = optuna.create_study  # the original, while sweep() patches the module's
-ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER = (
-    "ABE_OPTUNA_TRIAL_ID", "ABE_OPTUNA_STUDY", "ABE_OPTUNA_STORAGE", "ABE_OPTUNA_PRUNER",
+ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
+    "ABE_OPTUNA_TRIAL_ID", "ABE_OPTUNA_STUDY", "ABE_OPTUNA_STORAGE", "ABE_OPTUNA_PRUNER", "ABE_OPTUNA_PRUNE_ON",
 )
+PRUNE_ON = ("train/episode_return", "eval/return_mean")
 
 
 def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
     """`median:F` / `hyperband` / `none`. Median pruning waits for 3 finished trials and
-    for F x total_steps env steps of each trial: early HalfCheetah evaluations are all
-    near 0, and pruning on them stopped the trial that became the best one (bench/)."""
+    for F x total_steps env steps of each trial (see bench/sweep_pruning.py and the
+    README's numbers: pruning on early HalfCheetah evaluations stopped the best trial)."""
     name, _, warmup = spec.partition(":")
     if name == "median":
         warmup_steps = int(float(warmup or 0) * total_steps)
@@ -57,7 +59,10 @@ def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
 class AbeOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "abe.optuna_sweeper.AbeOptunaSweeper"
     pruner: str = "median"  # median | hyperband | none
-    pruner_warmup: float = 0.5  # fraction of trainer.total_steps before median pruning may stop a trial
+    pruner_warmup: float = 0.25  # fraction of trainer.total_steps before median pruning may stop a trial
+    # What trials are compared on while they run. The final objective stays the eval
+    # return; the stochastic training return tracks learning more steadily (bench/).
+    prune_on: str = "train/episode_return"
     # RUNNING trials found at the start were left by an interrupted sweep: mark them FAIL.
     # Set false for the 2nd and later sweepers that share one study at the same time.
     fail_running_trials: bool = True
@@ -67,18 +72,22 @@ ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeO
 
 
 class AbeOptunaSweeper(OptunaSweeper):
-    def __init__(self, pruner: str, pruner_warmup: float, fail_running_trials: bool, **kwargs) -> None:
+    def __init__(self, pruner: str, pruner_warmup: float, prune_on: str, fail_running_trials: bool, **kwargs) -> None:
         if pruner not in PRUNERS:
             raise ValueError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
+        if prune_on not in PRUNE_ON:
+            raise ValueError(f"hydra.sweeper.prune_on: got '{prune_on}'; allowed: {', '.join(PRUNE_ON)}")
         super().__init__(**kwargs)
         self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
         self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}" if pruner == "median" else pruner
         self.sweeper.fail_running_trials = fail_running_trials
+        self.sweeper.prune_on = prune_on
 
 
 class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     pruner_spec: str = "median:0"
     fail_running_trials: bool = True
+    prune_on: str = "train/episode_return"
 
     def sweep(self, arguments: list[str]) -> None:
         if self.storage is None and self.pruner_spec != "none":
@@ -112,7 +121,8 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         overrides = super()._configure_trials(trials, *args, **kwargs)
         if self.storage is None:
             return overrides
-        channel = {ENV_STUDY: self.study.study_name, ENV_STORAGE: str(self.storage), ENV_PRUNER: self.pruner_spec}
+        channel = {ENV_STUDY: self.study.study_name, ENV_STORAGE: str(self.storage), ENV_PRUNER: self.pruner_spec,
+                   ENV_PRUNE_ON: self.prune_on}
         env = [f"+hydra.job.env_set.{k}={QuotedString(text=v, quote=Quote.single).with_quotes()}"
                for k, v in channel.items()]
         return [
@@ -199,11 +209,15 @@ class TrialReporter:
     def for_this_job(total_steps: int) -> TrialReporter | None:
         return TrialReporter(total_steps) if ENV_TRIAL in os.environ else None
 
-    def report(self, value: float, env_steps: int) -> None:
-        self.last_value = value
+    def report(self, record: dict) -> None:
+        """After each evaluation: report `prune_on` to the trial, stop if told to."""
+        metric = os.environ.get(ENV_PRUNE_ON, "eval/return_mean")
+        value = record.get(metric, record["eval/return_mean"])  # no finished episode yet
+        env_steps = record["env_steps"]
+        self.last_value = record["eval/return_mean"]  # the objective, should Hydra ask
         self.trial.report(value, env_steps)
         if self.trial.should_prune():
-            raise Pruned(f"pruned by Optuna at {env_steps:,} env steps (eval return {value:.1f})")
+            raise Pruned(f"pruned by Optuna at {env_steps:,} env steps ({metric} {value:.1f})")
 
     def mark_pruned(self) -> None:
         self.pruned = True

@@ -151,10 +151,10 @@ def _check_finite(agent: Agent, losses: dict[str, float], env_steps: int) -> Non
 
 
 def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: dict | None = None,
-          on_eval: Callable[[float, int], None] | None = None) -> dict:
+          on_eval: Callable[[dict], None] | None = None) -> dict:
     """Train one agent as `cfg` says, or continue the checkpoint `resume` exactly where
-    it stopped; return the result written to result.json. `on_eval(return_mean,
-    env_steps)` runs after every evaluation and may raise EarlyStop."""
+    it stopped; return the result written to result.json. `on_eval(record)` runs
+    after every evaluation with its metrics and env_steps, and may raise EarlyStop."""
     torch.set_num_threads(cfg.trainer.torch_threads)
     seed_everything(cfg.seed)
     num_envs, n_steps = cfg.trainer.num_envs, cfg.algo.n_steps
@@ -241,7 +241,7 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
                 })
                 bar.set_postfix_str(f"eval {record['eval/return_mean']:.1f}", refresh=True)
                 if on_eval is not None:
-                    on_eval(record["eval/return_mean"], state.env_steps)
+                    on_eval(record)
     wall_time = time.perf_counter() - start
     final = state.evaluations[-1]
     return {
