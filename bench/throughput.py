@@ -43,7 +43,7 @@ def raw(mode: str, envs: int, steps: int) -> float:
     return (steps // envs) * envs / elapsed
 
 
-def abe(backend: str, envs: int, steps: int) -> float:
+def abe_training(backend: str, envs: int, steps: int) -> float:
     import tempfile
 
     from abe.cli import compose
@@ -70,11 +70,12 @@ def sb3(envs: int, steps: int) -> float:
 
 
 def measure_one(name: str, envs: int, steps: int) -> None:
-    import abe  # noqa: F401  (NUMBA_DISABLE_JIT, as in training)
+    import abe  # noqa: F401  (sets NUMBA_DISABLE_JIT, as training does)
 
     runners = {
         "raw-sync": lambda: raw("sync", envs, steps), "raw-async": lambda: raw("async", envs, steps),
-        "abe-sync": lambda: abe("sync", envs, steps), "abe-async": lambda: abe("async", envs, steps),
+        "abe-sync": lambda: abe_training("sync", envs, steps),
+        "abe-async": lambda: abe_training("async", envs, steps),
         "sb3": lambda: sb3(envs, steps),
     }
     fps = runners[name]()
