@@ -127,7 +127,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
                for k, v in channel.items()]
         return [
             tuple(o) + tuple(env) + (f"+hydra.job.env_set.{ENV_TRIAL}={t._trial_id}",)
-            for o, t in zip(overrides, trials)
+            for o, t in zip(overrides, trials, strict=True)
         ]
 
     def _after_sweep(self, arguments: list[str]) -> None:

@@ -32,7 +32,7 @@ def learning_curve(evaluations: list[dict], title: str, path: Path) -> Path:
 
 def sweep_plot(points: list[tuple[float, float, float]], path: Path) -> Path:
     """Objective against lr (log scale) and gamma, one point per finished trial."""
-    lr, gamma, value = (np.array(column) for column in zip(*points))
+    lr, gamma, value = (np.array(column) for column in zip(*points, strict=True))
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.0), dpi=100)
     axes[0].scatter(lr, value)
     axes[0].set_xscale("log")

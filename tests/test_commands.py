@@ -5,8 +5,6 @@ import json
 import imageio.v2 as imageio
 import mlflow
 import pytest
-import torch
-from omegaconf import OmegaConf
 
 from abe.agent import build_agent
 from abe.checkpoint import load_into, read_checkpoint

@@ -1,6 +1,5 @@
 """Every config group option and every experiment composes, validates and builds."""
 
-from pathlib import Path
 
 import pytest
 

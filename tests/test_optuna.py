@@ -5,7 +5,6 @@ import warnings
 
 import mlflow
 import optuna
-import pytest
 
 from tests.conftest import run_cli
 

@@ -58,7 +58,7 @@ def test_sigkilled_run_resumes_to_the_same_returns_in_the_same_mlflow_run(tmp_pa
     resumed = run_module("resume", str(killed_dir), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming at {killed_at:,} env steps" in resumed.stdout + resumed.stderr
-    (whole_result, expected), (result, got) = returns(tmp_path / "whole"), returns(killed_dir)
+    (_, expected), (result, got) = returns(tmp_path / "whole"), returns(killed_dir)
     assert got == expected  # every evaluation, float for float
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")

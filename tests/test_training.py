@@ -1,6 +1,5 @@
 """Training runs on every env preset, learns, and repeats itself exactly."""
 
-import json
 
 import numpy as np
 import pytest
