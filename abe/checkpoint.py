@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from abe.agent import Agent
-from abe.errors import ConfigError
+from abe.errors import ConfigError, first_line
 from abe.tracking import mask_secrets
 
 FORMAT_VERSION = 2  # 2: config, progress, rollout position and RNG states for resume
@@ -49,8 +49,8 @@ def read_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as ex:  # untrusted bytes: a torn or foreign file fails in many ways
-        first = str(ex).strip().split(".")[0] if str(ex).strip() else type(ex).__name__
-        raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint ({first[:120]})") from None
+        first_sentence = first_line(ex).split(".")[0]
+        raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint ({first_sentence[:120]})") from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise ConfigError(f"checkpoint: '{path}' is not an abe checkpoint")
     if state["format_version"] != FORMAT_VERSION:
@@ -70,7 +70,7 @@ def load_into(agent: Agent, state: dict) -> None:
         agent.algorithm.load_state_dict(dict(state["algorithm"]))
     except RuntimeError as ex:
         mismatch = [line.strip() for line in str(ex).splitlines() if "size mismatch" in line]
-        detail = mismatch[0] if mismatch else str(ex).splitlines()[0]
+        detail = mismatch[0] if mismatch else first_line(ex)
         raise ConfigError(f"checkpoint: its network does not match the config: {detail}") from None
     agent.normalizer.load_state_dict(state["normalizer"])
     ret_rms = agent.algorithm.ret_rms

@@ -15,7 +15,7 @@ from hydra.errors import (
 )
 from omegaconf import DictConfig
 
-from abe.errors import ConfigError
+from abe.errors import ConfigError, first_line
 from abe.networks import ACTIVATIONS
 from abe.optimizers import OPTIMIZERS
 
@@ -31,39 +31,35 @@ def _integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _rule(check: Callable[[object], bool], allowed: str):
-    return check, allowed
-
-
 # key -> (check, what is allowed). Keys are dotted paths of the composed config.
 RULES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "lr": _rule(lambda v: _number(v) and v > 0, "a number > 0, e.g. lr=3e-4"),
-    "gamma": _rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99"),
-    "seed": _rule(lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "n_seeds": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "network.width": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "network.depth": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "network.activation": _rule(lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
-    "network.layer_norm": _rule(lambda v: isinstance(v, bool), "true or false"),
-    "network.log_std_init": _rule(lambda v: _number(v) and -20 <= v <= 2, "a number in [-20, 2]"),
-    "optimizer.name": _rule(lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-    "optimizer.weight_decay": _rule(lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "algo.n_steps": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "algo.gae_lambda": _rule(lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "algo.vf_coef": _rule(lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "algo.ent_coef": _rule(lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "algo.max_grad_norm": _rule(lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
-    "algo.normalize_obs": _rule(lambda v: isinstance(v, bool), "true or false"),
-    "algo.return_scaling": _rule(lambda v: isinstance(v, bool), "true or false"),
-    "trainer.total_steps": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "trainer.num_envs": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "trainer.eval_every": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1 (env steps)"),
-    "trainer.eval_episodes": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "trainer.device": _rule(lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
-    "trainer.torch_threads": _rule(lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "env.id": _rule(lambda v: isinstance(v, str) and v != "", "a Gymnasium environment id"),
-    "logger.name": _rule(lambda v: v in ("mlflow", "none"), "mlflow or none"),
-    "env.backend": _rule(lambda v: v in ENV_BACKENDS, f"one of {', '.join(ENV_BACKENDS)}"),
+    "lr": (lambda v: _number(v) and v > 0, "a number > 0, e.g. lr=3e-4"),
+    "gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99"),
+    "seed": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "n_seeds": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "network.width": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "network.depth": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "network.activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
+    "network.layer_norm": (lambda v: isinstance(v, bool), "true or false"),
+    "network.log_std_init": (lambda v: _number(v) and -20 <= v <= 2, "a number in [-20, 2]"),
+    "optimizer.name": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "algo.n_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "algo.gae_lambda": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "algo.vf_coef": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "algo.ent_coef": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "algo.max_grad_norm": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
+    "algo.normalize_obs": (lambda v: isinstance(v, bool), "true or false"),
+    "algo.return_scaling": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.total_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "trainer.num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "trainer.eval_every": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (env steps)"),
+    "trainer.eval_episodes": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "trainer.device": (lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
+    "trainer.torch_threads": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "env.id": (lambda v: isinstance(v, str) and v != "", "a Gymnasium environment id"),
+    "logger.name": (lambda v: v in ("mlflow", "none"), "mlflow or none"),
+    "env.backend": (lambda v: v in ENV_BACKENDS, f"one of {', '.join(ENV_BACKENDS)}"),
 }
 
 
@@ -138,7 +134,7 @@ def explain_hydra_error(ex: Exception, base_cfg: DictConfig | None = None) -> st
         if found:
             group, name = found.groups()
             return f"{group}: unknown option '{name}'; allowed: {options or '(none)'}"
-        return text.strip().splitlines()[0]
+        return first_line(ex)
     key = unknown_key(ex)
     if key:
         near = keys_near(base_cfg, key) if base_cfg is not None else ""
@@ -146,4 +142,4 @@ def explain_hydra_error(ex: Exception, base_cfg: DictConfig | None = None) -> st
     if isinstance(ex, ConfigCompositionException):
         lines = [line for line in text.splitlines() if line.strip()]
         return " ".join(lines[:2])
-    return f"{type(ex).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+    return f"{type(ex).__name__}: {first_line(ex) if text.strip() else ''}"

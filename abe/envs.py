@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 
 import gymnasium as gym
 import numpy as np
 
-from abe.errors import ConfigError
+from abe.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def _quiet_mujoco() -> None:
     mujoco.set_mju_user_warning(on_warning)
 
 
+@functools.lru_cache(maxsize=None)  # run.py validates in its preflight check and in the job
 def check_env_id(env_id: str) -> gym.spaces.Box:
     """Fail with one clear line unless ``env_id`` is a registered continuous-action env.
 
@@ -45,8 +47,7 @@ def check_env_id(env_id: str) -> gym.spaces.Box:
     try:
         env = gym.make(env_id)
     except Exception as ex:  # missing extras (box2d, mujoco), removed versions, ...
-        first_line = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
-        raise ConfigError(f"env.id: cannot create '{env_id}': {first_line}") from None
+        raise ConfigError(f"env.id: cannot create '{env_id}': {first_line(ex)}") from None
     try:
         space = env.action_space
         if not isinstance(space, gym.spaces.Box):

@@ -96,7 +96,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         # pruner and the tell that leaves finished (pruned) trials alone.
         with mock.patch.object(_impl.optuna, "create_study", self._create_study):
             super().sweep(arguments)
-        self._after_sweep(arguments)
+        self._after_sweep()
 
     def _create_study(self, **kwargs) -> optuna.Study:
         study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
@@ -130,7 +130,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             for o, t in zip(overrides, trials, strict=True)
         ]
 
-    def _after_sweep(self, arguments: list[str]) -> None:
+    def _after_sweep(self) -> None:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         write_study_plots(self.study, sweep_dir)
         completed = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))

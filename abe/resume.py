@@ -53,11 +53,6 @@ def resume(target: str, tracking_uri: str | None = None) -> int:
         raise ConfigError("resume: the saved tracking URI has its password masked; pass --tracking-uri")
     validate(cfg)
     _log_to(run_dir)
-    if cfg.logger.name == "mlflow" and state.get("mlflow_run_id"):
-        from abe.tracking import MlflowTracker
-
-        tracker = MlflowTracker(cfg, run_dir, [], resume_run_id=state["mlflow_run_id"])
-    else:
-        tracker = make_tracker(cfg, run_dir, [])
+    tracker = make_tracker(cfg, run_dir, [], resume_run_id=state.get("mlflow_run_id"))
     execute(cfg, run_dir, tracker, resume=state)
     return 0

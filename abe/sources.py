@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from abe.errors import ConfigError
+from abe.errors import ConfigError, first_line
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -124,8 +124,7 @@ def from_model_uri(uri: str, tracking_uri: str | None) -> PolicySource:
         info = mlflow.models.get_model_info(uri)
         model = mlflow.pytorch.load_model(uri)
     except (MlflowException, OSError) as ex:
-        first = str(ex).strip().splitlines()[0]
-        raise ConfigError(f"model: cannot load '{uri}' from {store}: {first}") from None
+        raise ConfigError(f"model: cannot load '{uri}' from {store}: {first_line(ex)}") from None
     run = get_run(client, info.run_id, store) if info.run_id else None
     if run is None or "env.id" not in run.data.params:
         raise ConfigError(f"model: '{uri}' was not logged by an abe run (no env.id param on its run)")

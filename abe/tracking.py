@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -21,8 +22,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from abe import PROJECT_ROOT
-from abe.agent import resolve_device
-from abe.errors import ConfigError
+from abe.errors import ConfigError, first_line
 
 URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file")
 _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?P<tail>@)")
@@ -123,11 +123,8 @@ def _git(*args: str) -> str:
         return ""
 
 
-def masked_copy(folder: Path) -> Path:
-    """A temporary copy of `folder`'s text files with passwords in URIs masked."""
-    import tempfile
-
-    target = Path(tempfile.mkdtemp(prefix="abe-masked-"))
+def masked_copy(folder: Path, target: Path) -> Path:
+    """`folder`'s text files copied into `target` with passwords in URIs masked."""
     for path in folder.iterdir():
         if path.is_file():
             (target / path.name).write_text(mask_secrets(path.read_text()))
@@ -201,6 +198,8 @@ class MlflowTracker:
 
     @staticmethod
     def _tags(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, str]:
+        from abe.agent import resolve_device  # imports Tianshou: only when a run starts
+
         dirty = _git("status", "--porcelain")
         return {
             **{str(k): mask_secrets(str(v)) for k, v in (cfg.logger.get("tags") or {}).items()},
@@ -246,7 +245,8 @@ class MlflowTracker:
                     if (run_dir / name).exists():
                         mlflow.log_artifact(str(run_dir / name))
                 if (run_dir / ".hydra").is_dir():
-                    mlflow.log_artifacts(str(masked_copy(run_dir / ".hydra")), artifact_path="hydra")
+                    with tempfile.TemporaryDirectory(prefix="abe-masked-") as tmp:
+                        mlflow.log_artifacts(str(masked_copy(run_dir / ".hydra", Path(tmp))), artifact_path="hydra")
                 if Path(result["checkpoint"]).exists():
                     mlflow.log_artifact(result["checkpoint"], artifact_path="checkpoints")
         finally:
@@ -254,13 +254,14 @@ class MlflowTracker:
 
 
 def make_tracker(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None
+    cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
 ) -> Tracker:
+    """The tracker `cfg.logger` asks for; `resume_run_id` continues that MLflow run."""
     if cfg.logger.name == "none":
         return NullTracker()
-    return MlflowTracker(cfg, run_dir, overrides, parent_run_id)
+    return MlflowTracker(cfg, run_dir, overrides, parent_run_id, resume_run_id)
 
 
 def _first_line(ex: Exception) -> str:
-    text = str(ex).strip()
-    return mask_secrets(text.splitlines()[0] if text else type(ex).__name__)
+    return mask_secrets(first_line(ex))
