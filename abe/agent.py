@@ -42,6 +42,13 @@ class Agent:
     def critic(self) -> Critic:
         return self.algorithm.critic
 
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """Clip a sampled action to [-1, 1] and scale it to the env's bounds: the policy's
+        `map_action` (action_bound_method="clip", action_scaling=True) without its
+        per-call checks, which cost more than the maths at one call per vector step."""
+        space = self.policy.action_space
+        return space.low + (space.high - space.low) * (np.clip(action, -1.0, 1.0) + 1.0) / 2.0
+
 
 def resolve_device(name: str) -> str:
     if name == "auto":

@@ -13,14 +13,14 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from abe.errors import ConfigError, first_line
 from abe.networks import ACTIVATIONS
 from abe.optimizers import OPTIMIZERS
 
 DEVICES = ("cpu", "cuda", "auto")
-ENV_BACKENDS = ("sync", "async")
+ENV_BACKENDS = ("sync", "async", "envpool")  # abe.envs.make_vector_env
 
 
 def _number(value) -> bool:
@@ -51,6 +51,7 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "algo.max_grad_norm": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
     "algo.normalize_obs": (lambda v: isinstance(v, bool), "true or false"),
     "algo.return_scaling": (lambda v: isinstance(v, bool), "true or false"),
+    "algo.lr_decay": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.total_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "trainer.num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "trainer.eval_every": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (env steps)"),
@@ -60,6 +61,7 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "env.id": (lambda v: isinstance(v, str) and v != "", "a Gymnasium environment id"),
     "logger.name": (lambda v: v in ("mlflow", "none"), "mlflow or none"),
     "env.backend": (lambda v: v in ENV_BACKENDS, f"one of {', '.join(ENV_BACKENDS)}"),
+    "env.threads": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: one per CPU core)"),
 }
 
 
@@ -73,7 +75,7 @@ def _select(cfg: DictConfig, dotted: str):
 
 
 GROUPS = ("env", "network", "optimizer", "algo", "trainer", "logger")
-ADDED_LATER = {"n_seeds"}  # absent from configs saved by older runs: the default applies
+ADDED_LATER = {"n_seeds", "env.threads", "algo.lr_decay"}  # absent from configs saved by older runs: the default applies
 
 
 def validate(cfg: DictConfig) -> None:
@@ -85,17 +87,18 @@ def validate(cfg: DictConfig) -> None:
                 f"(--config-path <run dir>/.hydra) has no config groups: set its keys, e.g. {group}.<key>=..."
             )
     for key, (check, allowed) in RULES.items():
-        if key in ADDED_LATER and key not in cfg:
+        if key in ADDED_LATER and OmegaConf.select(cfg, key) is None:
             continue
         value = _select(cfg, key)
         if not check(value):
             raise ConfigError(f"{key}: got {value!r}; allowed: {allowed}")
     if cfg.optimizer.name == "sgd" and cfg.optimizer.get("momentum", 0) < 0:
         raise ConfigError(f"optimizer.momentum: got {cfg.optimizer.momentum!r}; allowed: a number >= 0")
-    from abe.envs import check_env_id  # imports gymnasium and MuJoCo
+    from abe.envs import check_backend, check_env_id  # imports gymnasium and MuJoCo
     from abe.tracking import check_tracking_uri, user_tracking_uri
 
     check_env_id(cfg.env.id)
+    check_backend(cfg.env.id, cfg.env.backend, tuple(sorted(dict(cfg.env.kwargs).items())))
     if cfg.logger.name == "mlflow" and user_tracking_uri(cfg.logger):
         check_tracking_uri(user_tracking_uri(cfg.logger))
 

@@ -124,20 +124,132 @@ def _make_env(env_id: str, kwargs: dict) -> gym.Env:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None
-) -> gym.vector.VectorEnv:
-    """``num_envs`` copies of ``env_id``, autoresetting in the same step.
+    env_id: str, num_envs: int, backend: str = "sync", env_kwargs: dict | None = None, threads: int = 0
+) -> gym.vector.VectorEnv | EnvPoolVectorEnv:
+    """``num_envs`` copies of ``env_id`` on one of three backends.
 
-    With SAME_STEP autoreset a finished sub-env returns its first new observation at
-    once and the true last observation in ``info["final_obs"]``, so every stored
-    transition is a real one (no dummy reset step to mask out).
+    sync / async: Gymnasium's vector envs (in this process / one process per env),
+    autoresetting in the same step: a finished sub-env returns its first new
+    observation at once and the true last one in ``info["final_obs"]``.
+    envpool: EnvPool's C++ envs stepped by ``threads`` threads (0: one per core).
     """
     _quiet_mujoco()
     kwargs = dict(env_kwargs or {})
+    if backend == "envpool":
+        return EnvPoolVectorEnv(env_id, num_envs, threads or os.cpu_count() or 1, kwargs)
     fns = [lambda: _make_env(env_id, kwargs) for _ in range(num_envs)]
-    mode_cls = {"sync": gym.vector.SyncVectorEnv, "async": gym.vector.AsyncVectorEnv}[mode]
-    extra = {"context": "spawn" if os.name == "nt" else "fork"} if mode == "async" else {}
+    mode_cls = {"sync": gym.vector.SyncVectorEnv, "async": gym.vector.AsyncVectorEnv}[backend]
+    extra = {"context": "spawn" if os.name == "nt" else "fork"} if backend == "async" else {}
     return mode_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, **extra)
+
+
+class EnvPoolVectorEnv:
+    """EnvPool (https://github.com/sail-sg/envpool, optional package `envpool`) behind the
+    part of Gymnasium's VectorEnv API that abe uses.
+
+    EnvPool steps its envs in C++ worker threads, outside the GIL and without Python's
+    per-step cost. Its MuJoCo tasks are its own C++ ports of Gymnasium's (same model
+    files, rewards and time limits; other random streams). What differs for abe:
+    autoreset happens on the step after an episode ends (NEXT_STEP: that step's action
+    is ignored and abe does not learn from it); seeds are fixed when a pool is built
+    (env i gets seed + i), so ``reset(seed=...)`` builds new pools; and no env state
+    can be captured, so a resumed run starts new episodes.
+
+    The envs are split into two pools (`groups`): while one steps in its threads, the
+    training loop chooses the other's actions (abe.rollout). Each pool is
+    deterministic, so the whole is too.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, env_id: str, num_envs: int, threads: int, kwargs: dict):
+        envpool = import_envpool()
+        sizes = [num_envs - num_envs // 2, num_envs // 2] if num_envs > 1 else [1]
+        self.groups = [slice(sum(sizes[:k]), sum(sizes[: k + 1])) for k in range(len(sizes))]
+        per_pool = max(1, threads // len(sizes))
+        self._makers = [
+            functools.partial(envpool.make, env_id, env_type="gymnasium", num_envs=n, num_threads=min(per_pool, n), **kwargs)
+            for n in sizes
+        ]
+        self.num_envs = num_envs
+        self.pools = [make(seed=group.start) for make, group in zip(self._makers, self.groups, strict=True)]
+        self.single_observation_space = self.pools[0].observation_space
+        self.single_action_space = self.pools[0].action_space
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+
+    def reset(self, seed: int | list[int] | None = None):
+        if seed is not None:
+            first = seed if isinstance(seed, int) else seed[0]
+            if not isinstance(seed, int) and list(seed) != list(range(first, first + self.num_envs)):
+                raise ValueError("EnvPool seeds env i with seed + i: pass consecutive seeds")
+            self.close()
+            self.pools = [make(seed=first + g.start) for make, g in zip(self._makers, self.groups, strict=True)]
+        results = [pool.reset() for pool in self.pools]
+        return np.concatenate([obs for obs, _ in results]), {}
+
+    def send(self, group: int, actions: np.ndarray) -> None:
+        """Start stepping one group's envs (returns at once)."""
+        self.pools[group].send(np.asarray(actions, dtype=self.single_action_space.dtype))
+
+    def recv(self, group: int):
+        """Wait for a group's step: (obs, reward, terminated, truncated, info)."""
+        return self.pools[group].recv()
+
+    def step(self, actions: np.ndarray):
+        for k, group in enumerate(self.groups):
+            self.send(k, actions[group])
+        results = [self.recv(k) for k in range(len(self.groups))]
+        obs, reward, terminated, truncated = (np.concatenate([r[i] for r in results]) for i in range(4))
+        return obs, reward, terminated, truncated, {}
+
+    def get_attr(self, name: str) -> list:
+        if name != "snapshot":
+            raise AttributeError(name)
+        return [None] * self.num_envs  # EnvPool exposes no env state
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+
+class SteppedInTurn:
+    """A Gymnasium vector env as one group with EnvPoolVectorEnv's send/recv: the
+    step happens in `recv`, so the rollout loop can treat both alike."""
+
+    def __init__(self, envs: gym.vector.VectorEnv):
+        self.envs, self.groups, self._actions = envs, [slice(0, envs.num_envs)], None
+
+    def send(self, group: int, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def recv(self, group: int):
+        return self.envs.step(self._actions)
+
+
+def import_envpool():
+    try:
+        import envpool
+    except ImportError:
+        raise ConfigError("env.backend=envpool: the envpool package is not installed; "
+                          "install it with `pip install envpool`, or use env.backend=sync") from None
+    return envpool
+
+
+@functools.lru_cache(maxsize=None)
+def check_backend(env_id: str, backend: str, kwargs: tuple = ()) -> None:
+    """For env.backend=envpool: one clear line unless EnvPool can build this env."""
+    if backend != "envpool":
+        return
+    envpool = import_envpool()
+    known = envpool.list_all_envs()
+    if env_id not in known:
+        close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
+        hint = f"; EnvPool has {', '.join(close)}" if close else "; see envpool.list_all_envs()"
+        raise ConfigError(f"env.id: '{env_id}' is not an EnvPool env{hint}; or use env.backend=sync")
+    try:
+        EnvPoolVectorEnv(env_id, 1, 1, dict(kwargs)).close()
+    except Exception as ex:  # unknown kwargs: Config.__new__() got an unexpected keyword argument
+        raise ConfigError(f"env.kwargs: EnvPool cannot build '{env_id}' with {dict(kwargs)}: {first_line(ex)}") from None
 
 
 def make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:

@@ -24,7 +24,7 @@ def agent_policy(agent: Agent, deterministic: bool = True) -> PolicyFn:
     def policy(raw_obs: np.ndarray) -> np.ndarray:
         (mean, std), _ = agent.actor(agent.normalizer.normalize(raw_obs))
         action = mean if deterministic else agent.policy.dist_fn((mean, std)).sample()
-        return agent.policy.map_action(action.cpu().numpy())
+        return agent.env_action(action.cpu().numpy())
 
     return policy
 

@@ -1,11 +1,9 @@
 """The training loop: collect -> GAE -> loss -> step, evaluate every `eval_every` steps.
 
-Tianshou's A2C does the learning (GAE, losses, optimizer step). Collection is abe's
-own: one batched forward pass per vector step and plain numpy arrays into Tianshou's
-VectorReplayBuffer, instead of Tianshou's Collector and trainer. Why: the design brief
-measured Tianshou's own A2C example at ~3,000 env steps/s (HalfCheetah, 16 envs, this
-machine kind); the default run here reports 7,100-7,900 in result.json. A side-by-side
-benchmark of the two is still to be written (issue 6).
+Tianshou's A2C object holds the networks, optimizer and return statistics; abe's
+Rollout (abe/rollout.py) collects into arrays and abe/update.py runs A2C's update on
+them, instead of Tianshou's Collector, buffer and trainer. Why: speed, measured side
+by side in bench/throughput.py (README "Benchmarks").
 """
 
 from __future__ import annotations
@@ -20,17 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tianshou.data import Batch, VectorReplayBuffer
-from tianshou.utils.torch_utils import policy_within_training_step, torch_train_mode
 from tqdm import tqdm
 
 from abe.agent import Agent, build_agent
 from abe.checkpoint import load_into, save_checkpoint
-from abe.envs import final_observations, make_vector_env
+from abe.envs import make_vector_env
 from abe.evaluation import evaluate
 from abe.export import deterministic_policy
 from abe.networks import summary_table
+from abe.rollout import Rollout
 from abe.tracking import Tracker
+from abe.update import a2c_update
 
 log = logging.getLogger(__name__)
 
@@ -53,73 +51,6 @@ class TrainingState:
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)  # Tianshou shuffles batches with numpy's global RNG
     torch.manual_seed(seed)
-
-
-class Rollout:
-    """Steps the training envs and fills the buffer with n_steps x num_envs transitions."""
-
-    def __init__(self, agent: Agent, envs, n_steps: int, seed: int):
-        self.agent, self.envs, self.n_steps = agent, envs, n_steps
-        num_envs = envs.num_envs
-        self.buffer = VectorReplayBuffer(total_size=n_steps * num_envs, buffer_num=num_envs)
-        obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
-        agent.normalizer.update(obs)
-        self.obs = agent.normalizer.normalize(obs)
-        self.episode_return = np.zeros(num_envs)
-
-    def snapshot(self) -> dict:
-        """The rollout's position: current observations, partial returns, env states."""
-        envs = self.envs.get_attr("snapshot")
-        return {
-            "obs": torch.from_numpy(self.obs.copy()),
-            "episode_return": torch.from_numpy(self.episode_return.copy()),
-            "envs": None if any(e is None for e in envs) else [_tensors(e) for e in envs],
-        }
-
-    def restore(self, snapshot: dict) -> bool:
-        """Continue where `snapshot` stopped; False if it holds no env states."""
-        self.obs = snapshot["obs"].numpy().copy()
-        self.episode_return = snapshot["episode_return"].numpy().copy()
-        if snapshot["envs"] is None:
-            return False
-        self.envs.set_attr("snapshot", [_arrays(e) for e in snapshot["envs"]])
-        return True
-
-    @torch.no_grad()
-    def collect(self) -> list[float]:
-        """Fill the buffer; return the returns of the episodes that ended meanwhile."""
-        agent, finished = self.agent, []
-        self.buffer.reset()
-        with torch_train_mode(agent.algorithm, False):
-            for _ in range(self.n_steps):
-                dist = agent.policy(Batch(obs=self.obs, info={})).dist
-                action = dist.sample().cpu().numpy()
-                next_obs, reward, terminated, truncated, info = self.envs.step(
-                    agent.policy.map_action(action)
-                )
-                done = terminated | truncated
-                agent.normalizer.update(next_obs)
-                real_next = agent.normalizer.normalize(final_observations(next_obs, done, info))
-                self.buffer.add(
-                    Batch(
-                        obs=self.obs, act=action, rew=reward, terminated=terminated,
-                        truncated=truncated, obs_next=real_next, info={},
-                    )
-                )
-                self.episode_return += reward
-                finished += self.episode_return[done].tolist()
-                self.episode_return[done] = 0.0
-                self.obs = real_next if not done.any() else agent.normalizer.normalize(next_obs)
-        return finished
-
-
-def _tensors(state: dict) -> dict:
-    """numpy arrays -> tensors: weights-only checkpoint loading accepts tensors only."""
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
-
-
-def _arrays(state: dict) -> dict:
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def rng_state() -> dict:
@@ -159,8 +90,12 @@ def train(cfg: DictConfig, run_dir: Path, tracker: Tracker, resume: dict | None 
     seed_everything(cfg.seed)
     num_envs, n_steps = cfg.trainer.num_envs, cfg.algo.n_steps
     env_kwargs = dict(cfg.env.kwargs)
-    envs = make_vector_env(cfg.env.id, num_envs, cfg.env.backend, env_kwargs)
-    eval_envs = make_vector_env(cfg.env.id, cfg.trainer.eval_episodes, "sync", env_kwargs)
+    threads = cfg.env.get("threads", 0)
+    envs = make_vector_env(cfg.env.id, num_envs, cfg.env.backend, env_kwargs, threads)
+    # Evaluation episodes run side by side on EnvPool too when training does (seeded
+    # start states either way); async processes would not pay off for them.
+    eval_backend = "envpool" if cfg.env.backend == "envpool" else "sync"
+    eval_envs = make_vector_env(cfg.env.id, cfg.trainer.eval_episodes, eval_backend, env_kwargs, threads)
     try:
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
         log.info(
@@ -205,17 +140,15 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
     with bar:
         while state.env_steps < cfg.trainer.total_steps:
             episode_returns = rollout.collect()
-            with policy_within_training_step(agent.policy):
-                stats = agent.algorithm.update(buffer=rollout.buffer, batch_size=None, repeat=1)
+            losses = a2c_update(agent, rollout.batch)
             state.env_steps += steps_per_update
+            if cfg.algo.get("lr_decay", False):
+                remaining = max(0.0, 1.0 - state.env_steps / cfg.trainer.total_steps)
+                for group in agent.algorithm.optim._optim.param_groups:
+                    group["lr"] = cfg.lr * remaining
             state.updates += 1
             state.episode_returns += episode_returns
             bar.update(steps_per_update)
-            losses = {
-                "loss/actor": stats.actor_loss.mean,
-                "loss/critic": stats.vf_loss.mean,
-                "loss/entropy": stats.ent_loss.mean,
-            }
             _check_finite(agent, losses, state.env_steps)
             last = state.env_steps >= cfg.trainer.total_steps
             if state.env_steps >= state.next_eval or last:

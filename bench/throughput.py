@@ -1,13 +1,17 @@
-"""Training throughput side by side: raw env stepping, abe, Stable-Baselines3's A2C.
+"""Training throughput side by side: raw env stepping, abe, Stable-Baselines3, Tianshou.
 
 Each measurement runs in its own process (so its peak memory is its own), one after
 another on this machine, all on HalfCheetah-v5 with the same number of envs:
 
-  raw-sync     Gymnasium SyncVectorEnv, random actions: the simulator's rate here
-  raw-async    Gymnasium AsyncVectorEnv (one process per env), random actions
-  abe-sync     abe's training loop (env.backend=sync), evaluation inside the timing
-  abe-async    the same with env.backend=async
-  sb3          SB3 A2C, its defaults + VecNormalize (needs `pip install stable-baselines3`)
+  raw-sync       Gymnasium SyncVectorEnv, random actions: the simulator's rate here
+  raw-async      Gymnasium AsyncVectorEnv (one process per env), random actions
+  raw-envpool    abe's EnvPool backend (two pools, one thread per core), random actions
+  abe-sync       abe's default training run (env.backend=sync), evaluations inside the timing
+  abe-async      the same with env.backend=async
+  abe-envpool    the same with env.backend=envpool
+  sb3            SB3 A2C, its defaults + VecNormalize (`pip install -e .[bench]`)
+  tianshou       Tianshou 2's own pipeline with its MuJoCo A2C example settings: shared-memory
+                 subprocess envs, Collector, VectorReplayBuffer, A2C.update; 80 steps per update
 
     .venv/bin/python bench/throughput.py [--envs 16] [--steps 100000] [--only abe-sync,sb3]
 """
@@ -24,16 +28,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_ID = "HalfCheetah-v5"
-MEASUREMENTS = ("raw-sync", "raw-async", "abe-sync", "abe-async", "sb3")
+MEASUREMENTS = ("raw-sync", "raw-async", "raw-envpool", "abe-sync", "abe-async", "abe-envpool", "sb3", "tianshou")
+RAW = ("raw-sync", "raw-async", "raw-envpool")
 
 
-def raw(mode: str, envs: int, steps: int) -> float:
+def raw(backend: str, envs: int, steps: int) -> float:
     import numpy as np
 
     from abe.envs import make_vector_env
 
-    vec = make_vector_env(ENV_ID, envs, mode)
-    vec.reset(seed=0)
+    vec = make_vector_env(ENV_ID, envs, backend)
+    vec.reset(seed=list(range(envs)))
     actions = np.random.default_rng(0).uniform(-1, 1, size=(64, envs, 6)).astype(np.float32)
     start = time.perf_counter()
     for i in range(steps // envs):
@@ -69,14 +74,45 @@ def sb3(envs: int, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def tianshou(envs: int, steps: int) -> float:
+    """Tianshou's examples/mujoco/mujoco_a2c.py settings (64x64 tanh, RMSprop 7e-4,
+    GAE 0.95, return scaling, 16 envs x 5 steps per update, observation normalisation)
+    on its own Collector and buffer; abe's agent builder makes the same networks."""
+    import gymnasium as gym
+    from tianshou.data import Collector, VectorReplayBuffer
+    from tianshou.env import ShmemVectorEnv, VectorEnvNormObs
+    from tianshou.utils.torch_utils import policy_within_training_step
+
+    from abe.agent import build_agent
+    from abe.cli import compose
+
+    cfg = compose(["algo.n_steps=5", "algo.normalize_obs=false", "logger=none"])
+    train_envs = VectorEnvNormObs(ShmemVectorEnv([lambda: gym.make(ENV_ID) for _ in range(envs)]))
+    train_envs.seed(0)
+    agent = build_agent(cfg, train_envs.observation_space[0], train_envs.action_space[0])
+    step_per_collect = 5 * envs
+    collector = Collector(agent.algorithm, train_envs, VectorReplayBuffer(step_per_collect, envs))
+    collector.reset()
+    start, done = time.perf_counter(), 0
+    while done < steps:
+        with policy_within_training_step(agent.policy):
+            collector.collect(n_step=step_per_collect)
+            agent.algorithm.update(buffer=collector.buffer, batch_size=None, repeat=1)
+        collector.buffer.reset(keep_statistics=True)
+        done += step_per_collect
+    fps = done / (time.perf_counter() - start)
+    train_envs.close()
+    return fps
+
+
 def measure_one(name: str, envs: int, steps: int) -> None:
     import abe  # noqa: F401  (sets NUMBA_DISABLE_JIT, as training does)
 
     runners = {
-        "raw-sync": lambda: raw("sync", envs, steps), "raw-async": lambda: raw("async", envs, steps),
-        "abe-sync": lambda: abe_training("sync", envs, steps),
-        "abe-async": lambda: abe_training("async", envs, steps),
+        **{f"raw-{b}": (lambda b=b: raw(b, envs, steps)) for b in ("sync", "async", "envpool")},
+        **{f"abe-{b}": (lambda b=b: abe_training(b, envs, steps)) for b in ("sync", "async", "envpool")},
         "sb3": lambda: sb3(envs, steps),
+        "tianshou": lambda: tianshou(envs, steps),
     }
     fps = runners[name]()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -108,14 +144,15 @@ def main() -> None:
         print(f"{name:10s} {r['fps']:>9,.0f} env steps/s   peak {r['peak_mb']:,.0f} MB "
               f"(+ workers {r['children_peak_mb']:,.0f} MB)", flush=True)
     print(f"\n{ENV_ID}, {args.envs} envs, {args.steps:,} env steps each")
-    fastest_raw = max((results[n]["fps"] for n in ("raw-sync", "raw-async") if n in results), default=None)
-    for name in ("abe-sync", "abe-async"):
+    fastest_raw = max((results[n]["fps"] for n in RAW if n in results), default=None)
+    for name in ("abe-sync", "abe-async", "abe-envpool"):
         if name not in results:
             continue
         fps = results[name]["fps"]
         line = f"  {name}: {fps:,.0f} env steps/s"
-        if "sb3" in results:
-            line += f" = {fps / results['sb3']['fps']:.2f}x SB3 A2C"
+        for peer, label in (("sb3", "SB3 A2C"), ("tianshou", "Tianshou A2C")):
+            if peer in results:
+                line += f" = {fps / results[peer]['fps']:.2f}x {label},"
         if fastest_raw:
             line += f", {100 * fps / fastest_raw:.0f}% of the fastest raw stepping"
         print(line)

@@ -9,7 +9,8 @@ from abe.agent import build_agent
 from abe.envs import make_vector_env
 from abe.evaluation import random_policy_returns
 from abe.tracking import NullTracker
-from abe.training import Rollout, seed_everything, train
+from abe.rollout import Rollout
+from abe.training import seed_everything, train
 from tests.conftest import TINY
 
 ENV_PRESETS = ["pendulum", "mountaincar", "halfcheetah", "hopper", "walker2d"]
@@ -51,10 +52,10 @@ def test_rollout_learns_from_unclipped_float_actions_and_real_final_observations
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
     rollout = Rollout(agent, envs, n_steps=200, seed=0)
     finished = rollout.collect()
-    batch, _ = rollout.buffer.sample(0)
+    batch = rollout.batch  # arrays of shape (step, env, ...)
     assert batch.act.dtype == np.float32
     assert np.abs(batch.act).max() > 1.0, "stored actions must be the sampled ones, before clipping"
-    assert len(finished) == 1 and batch.truncated[-1] and not batch.terminated.any()
+    assert len(finished) == 1 and batch.truncated[-1, 0] and not batch.terminated.any() and batch.valid.all()
     assert not np.allclose(batch.obs_next[-1], rollout.obs), "obs_next of the last step is the reset obs"
     np.testing.assert_allclose(batch.obs_next[:-1], batch.obs[1:])  # the rest chain up
     envs.close()

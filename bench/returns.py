@@ -1,0 +1,92 @@
+"""Multi-seed returns of the MuJoCo presets, like CleanRL's benchmark pages.
+
+Trains each preset in experiments/ with seeds 0..N-1, `--workers` runs at a time (one
+per core: each run steps its envs in one thread), and writes a table of the final
+deterministic evaluation (10 episodes per seed): per-seed returns, mean ± std across
+seeds, wall time and env steps/s per run. Runs are plain `python run.py` commands
+(logger=none); their run dirs stay under outputs/bench/returns/.
+
+    .venv/bin/python bench/returns.py                         # 3 presets x 5 seeds x 1M steps
+    .venv/bin/python bench/returns.py --presets hopper --seeds 2 -- trainer.total_steps=300000
+
+Writes bench/results/returns.md (the README's table) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = ("halfcheetah", "hopper", "walker2d")
+TARGETS = {"halfcheetah": 3500, "hopper": 1500, "walker2d": 1500}  # issue 6: mean of 5 seeds at 1M
+
+
+def train(preset: str, seed: int, out: Path, overrides: list[str]) -> dict:
+    run_dir = out / preset / f"seed_{seed}"
+    command = [
+        sys.executable, "run.py", f"experiment={preset}", f"seed={seed}", "logger=none",
+        "trainer.progress_bar=false", "env.threads=1", f"hydra.run.dir={run_dir}", *overrides,
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"preset": preset, "seed": seed, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    result = json.loads((run_dir / "result.json").read_text())
+    print(f"{preset} seed {seed}: {result['eval/return_mean']:.1f}", flush=True)
+    return {"preset": preset, "seed": seed, "return": result["eval/return_mean"], "env_id": result["env_id"],
+            "env_steps": result["env_steps"], "fps": result["fps"], "wall_s": time.perf_counter() - start}
+
+
+def table(runs: list[dict], seeds: int, workers: int, overrides: list[str]) -> str:
+    lines = [
+        f"| preset | env | per-seed final return (seeds 0-{seeds - 1}) | mean ± std | target | "
+        "env steps | wall time per run | env steps/s per run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for preset in dict.fromkeys(r["preset"] for r in runs):
+        ok = [r for r in runs if r["preset"] == preset and "return" in r]
+        failed = [r for r in runs if r["preset"] == preset and "error" in r]
+        if not ok:
+            lines.append(f"| {preset} | | failed: {failed[0]['error']} | | | | | |")
+            continue
+        returns = [r["return"] for r in ok]
+        spread = statistics.stdev(returns) if len(returns) > 1 else 0.0
+        lines.append(
+            f"| {preset} | {ok[0]['env_id']} | {' / '.join(f'{x:.0f}' for x in returns)}"
+            f"{' (' + str(len(failed)) + ' failed)' if failed else ''} | **{statistics.mean(returns):.0f} ± {spread:.0f}** | "
+            f"{TARGETS.get(preset, '')} | {ok[0]['env_steps']:,} | "
+            f"{statistics.mean(r['wall_s'] for r in ok) / 60:.1f} min | {statistics.mean(r['fps'] for r in ok):,.0f} |"
+        )
+    extra = f" {' '.join(overrides)}" if overrides else ""
+    lines.append(f"\n{workers} runs at a time, one env-stepping thread each; command: "
+                 f"`.venv/bin/python bench/returns.py --seeds {seeds}{' -- ' + extra.strip() if extra else ''}`")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "returns")
+    parser.add_argument("--table", type=Path, default=ROOT / "bench" / "results" / "returns.md")
+    parser.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
+    args = parser.parse_args()
+    jobs = [(p, s) for p in args.presets.split(",") for s in range(args.seeds)]
+    with ThreadPoolExecutor(args.workers) as pool:
+        runs = list(pool.map(lambda job: train(*job, args.out, args.overrides), jobs))
+    text = table(runs, args.seeds, args.workers, args.overrides)
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
