@@ -6,6 +6,7 @@ import difflib
 import functools
 import logging
 import os
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -173,8 +174,10 @@ class EnvPoolVectorEnv:
         ]
         self.num_envs = num_envs
         self.pools = [make(seed=group.start) for make, group in zip(self._makers, self.groups, strict=True)]
-        self.single_observation_space = self.pools[0].observation_space
-        self.single_action_space = self.pools[0].action_space
+        with warnings.catch_warnings():  # EnvPool builds float32 spaces from float64 bounds
+            warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
+            self.single_observation_space = self.pools[0].observation_space
+            self.single_action_space = self.pools[0].action_space
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
 
     def reset(self, seed: int | list[int] | None = None):

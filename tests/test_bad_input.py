@@ -25,6 +25,10 @@ CASES = [
     (["network.widht=64"], "unknown config key 'network.widht'; network has: width, depth, activation"),
     (["learning_rate=1e-3"], "unknown config key 'learning_rate'; the top level has: lr, gamma, seed, n_seeds, env"),
     (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
+    (["env.backend=ray"], "env.backend: got 'ray'; allowed: one of sync, async, envpool"),
+    (["env.backend=envpool", "env.threads=-1"], "env.threads: got -1; allowed: an integer >= 0 (0: one per CPU core)"),
+    (["env.backend=envpool", "+env.kwargs.ctrl_cost=0.1"],
+     "env.kwargs: EnvPool cannot build 'HalfCheetah-v5' with {'ctrl_cost': 0.1}: Config.__new__() got an unexpected"),
 ]
 
 
@@ -51,3 +55,11 @@ def test_cli_exits_2_without_traceback_or_run_dir(args, tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
     assert not run_dir.exists()
+
+
+def test_an_env_envpool_lacks_is_named_with_its_neighbours():
+    from abe.envs import check_backend
+    from abe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env.id: 'HalfCheetah-v2' is not an EnvPool env; EnvPool has HalfCheetah-v"):
+        check_backend("HalfCheetah-v2", "envpool")

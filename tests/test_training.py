@@ -41,6 +41,17 @@ def test_same_seed_same_returns_other_seed_other_returns(make_cfg, tmp_path):
     assert first != other
 
 
+def test_envpool_backend_repeats_itself_exactly(make_cfg, tmp_path):
+    def returns(name):
+        cfg = make_cfg("env=halfcheetah", "env.backend=envpool", "seed=5", *TINY[:-2], "trainer.num_envs=4",
+                       "trainer.total_steps=1024", "trainer.eval_every=512", "logger=none")
+        result = train(cfg, tmp_path / name, NullTracker())
+        return [e["eval/return_mean"] for e in result["evaluations"]]
+
+    first = returns("a")
+    assert len(first) == 2 and first == returns("b")  # two pools stepping in threads, still exact
+
+
 def test_rollout_learns_from_unclipped_float_actions_and_real_final_observations(make_cfg):
     # The tutorial cast actions to torch.long and took log-probs of clipped actions.
     # Pendulum truncates at 200 steps: the stored obs_next of that step must be the
