@@ -173,11 +173,9 @@ class EnvPoolVectorEnv:
             for n in sizes
         ]
         self.num_envs = num_envs
-        self.pools = [make(seed=group.start) for make, group in zip(self._makers, self.groups, strict=True)]
-        with warnings.catch_warnings():  # EnvPool builds float32 spaces from float64 bounds
-            warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
-            self.single_observation_space = self.pools[0].observation_space
-            self.single_action_space = self.pools[0].action_space
+        self.pools = self._new_pools(first_seed=0)
+        self.single_observation_space = self.pools[0].observation_space
+        self.single_action_space = self.pools[0].action_space
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
 
     def reset(self, seed: int | list[int] | None = None):
@@ -186,9 +184,17 @@ class EnvPoolVectorEnv:
             if not isinstance(seed, int) and list(seed) != list(range(first, first + self.num_envs)):
                 raise ValueError("EnvPool seeds env i with seed + i: pass consecutive seeds")
             self.close()
-            self.pools = [make(seed=first + g.start) for make, g in zip(self._makers, self.groups, strict=True)]
+            self.pools = self._new_pools(first)
         results = [pool.reset() for pool in self.pools]
         return np.concatenate([obs for obs, _ in results]), {}
+
+    def _new_pools(self, first_seed: int) -> list:
+        pools = [make(seed=first_seed + g.start) for make, g in zip(self._makers, self.groups, strict=True)]
+        with warnings.catch_warnings():  # EnvPool builds float32 spaces from float64 bounds
+            warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
+            for pool in pools:
+                pool.observation_space, pool.action_space  # noqa: B018  (built once, here)
+        return pools
 
     def send(self, group: int, actions: np.ndarray) -> None:
         """Start stepping one group's envs (returns at once)."""

@@ -121,7 +121,7 @@ def _restore(checkpoint: dict, agent: Agent, rollout: Rollout) -> TrainingState:
     load_into(agent, checkpoint)
     set_rng_state(checkpoint["rng"])
     if not rollout.restore(checkpoint["rollout"]):
-        log.warning("the checkpoint holds no env states (unknown env type): episodes restart, "
+        log.warning("the checkpoint holds no env states (EnvPool, or an env abe cannot capture): episodes restart, "
                     "so the resumed run will not match an uninterrupted one exactly")
     state = TrainingState(**checkpoint["progress"])
     log.info("resuming at %s env steps", f"{state.env_steps:,}")

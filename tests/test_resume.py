@@ -104,3 +104,17 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint_intact(tracked_run,
     assert read_checkpoint(path)["env_steps"] == 256
     with pytest.raises(ConfigError, match="is not an abe checkpoint"):
         read_checkpoint(path.with_name("last.pt.tmp"))
+
+
+def test_an_envpool_run_resumes_with_new_episodes_and_says_so(make_cfg, tmp_path, caplog):
+    from abe.tracking import NullTracker
+    from abe.training import train
+
+    common = ["env=pendulum", "env.backend=envpool", "trainer.num_envs=4", "trainer.eval_every=512",
+              "trainer.eval_episodes=2", "trainer.progress_bar=false", "logger=none"]
+    train(make_cfg(*common, "trainer.total_steps=1024"), tmp_path, NullTracker())
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert checkpoint["rollout"]["envs"] is None  # EnvPool exposes no env state
+    result = train(make_cfg(*common, "trainer.total_steps=2048"), tmp_path, NullTracker(), resume=checkpoint)
+    assert "holds no env states (EnvPool" in caplog.text
+    assert [e["env_steps"] for e in result["evaluations"]] == [512, 1024, 1536, 2048]
