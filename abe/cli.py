@@ -56,16 +56,17 @@ def _plain_overrides(overrides: list[str], multirun: bool) -> list[str]:
     return [o.input_line for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
 
 
-def check_command_line(argv: list[str] | None = None) -> None:
+def check_command_line(argv: list[str] | None = None) -> DictConfig | None:
     """Compose and validate the config of `run.py`'s command line before Hydra runs.
 
-    Bad input then fails before any run dir, MLflow run or checkpoint exists.
+    Bad input then fails before any run dir, MLflow run or checkpoint exists. Returns
+    the config of a single run (None for a sweep or --help).
     """
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.help or args.hydra_help or args.shell_completion or args.info:
-        return
+        return None
     config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
     try:
         overrides = _plain_overrides(args.overrides, args.multirun)
@@ -75,6 +76,7 @@ def check_command_line(argv: list[str] | None = None) -> None:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
         fail(explain_hydra_error(ex, _config_without(unknown_key(ex), args, config_dir)))
+    return None if args.multirun else cfg
 
 
 def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:
@@ -147,6 +149,8 @@ def _run_seed(cfg: DictConfig, run_dir: Path, reporter) -> float:
         fail(str(ex))
     try:
         return execute(cfg, run_dir, tracker, on_eval=reporter.report if reporter else None)["eval/return_mean"]
+    except ConfigError as ex:  # the tracking store failed the run after it started
+        fail(str(ex))
     except EarlyStop:
         reporter.mark_pruned()
         return reporter.last_value
@@ -209,7 +213,11 @@ def _trust_own_callback() -> None:
 
 def launch(main) -> None:
     """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
-    check_command_line()
+    cfg = check_command_line()
+    if cfg is not None and cfg.logger.name == "mlflow":
+        from abe.tracking_helper import prewarm
+
+        prewarm()  # MLflow imports in a helper process while this one starts training
     _trust_own_callback()
     try:
         main()

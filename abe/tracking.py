@@ -150,7 +150,11 @@ class MlflowTracker:
         self.mlflow = mlflow
         client, experiment_id, uri = self.connect(cfg)
         if resume_run_id:  # the same run goes on (status back to RUNNING)
-            self.run_id = mlflow.start_run(run_id=resume_run_id).info.run_id
+            run = mlflow.start_run(run_id=resume_run_id)
+            self.run_id = run.info.run_id
+            if "error" in run.data.tags:  # why it stopped: kept, but no longer an error
+                mlflow.set_tag("interrupted", run.data.tags["error"])
+                client.delete_tag(self.run_id, "error")
             return
         tags = self._tags(cfg, run_dir, overrides)
         if parent_run_id:
@@ -257,10 +261,18 @@ def make_tracker(
     cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
     resume_run_id: str | None = None,
 ) -> Tracker:
-    """The tracker `cfg.logger` asks for; `resume_run_id` continues that MLflow run."""
+    """The tracker `cfg.logger` asks for; `resume_run_id` continues that MLflow run.
+
+    MLflow works in a helper process (abe.tracking_helper). With a store the user named
+    (a server, PostgreSQL) the run starts before this returns, so a store that refuses
+    it fails the command before training; the embedded store starts in the background.
+    """
     if cfg.logger.name == "none":
         return NullTracker()
-    return MlflowTracker(cfg, run_dir, overrides, parent_run_id, resume_run_id)
+    from abe.tracking_helper import BackgroundTracker
+
+    wait = bool(user_tracking_uri(cfg.logger))
+    return BackgroundTracker(cfg, run_dir, overrides, parent_run_id, resume_run_id, wait=wait)
 
 
 def _first_line(ex: Exception) -> str:

@@ -152,9 +152,9 @@ def main() -> None:
         line = f"  {name}: {fps:,.0f} env steps/s"
         for peer, label in (("sb3", "SB3 A2C"), ("tianshou", "Tianshou A2C")):
             if peer in results:
-                line += f" = {fps / results[peer]['fps']:.2f}x {label},"
+                line += f" = {fps / results[peer]['fps']:.2f}x {label};"
         if fastest_raw:
-            line += f", {100 * fps / fastest_raw:.0f}% of the fastest raw stepping"
+            line += f" {100 * fps / fastest_raw:.0f}% of the fastest raw stepping"
         print(line)
 
 

@@ -52,8 +52,16 @@ def test_sigkilled_run_resumes_to_the_same_returns_in_the_same_mlflow_run(tmp_pa
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    killed_at = read_checkpoint(killed_dir / "checkpoints" / "last.pt")["env_steps"]
+    killed = read_checkpoint(killed_dir / "checkpoints" / "last.pt")
+    killed_at = killed["env_steps"]
     assert 2048 <= killed_at < 6144 and not (killed_dir / "result.json").exists()
+    # MLflow's helper process saw the training process die and ended the run: not RUNNING.
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    deadline = time.monotonic() + 60
+    while client.get_run(killed["mlflow_run_id"]).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed_run = client.get_run(killed["mlflow_run_id"])
+    assert killed_run.info.status == "KILLED" and "ended without reporting" in killed_run.data.tags["error"]
 
     resumed = run_module("resume", str(killed_dir), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -61,9 +69,8 @@ def test_sigkilled_run_resumes_to_the_same_returns_in_the_same_mlflow_run(tmp_pa
     (_, expected), (result, got) = returns(tmp_path / "whole"), returns(killed_dir)
     assert got == expected  # every evaluation, float for float
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     run = client.get_run(result["mlflow_run_id"])
-    assert run.info.status == "FINISHED"  # the run SIGKILL left RUNNING, finished by the resume
+    assert run.info.status == "FINISHED"  # the KILLED run, finished by the resume
     history = client.get_metric_history(run.info.run_id, "eval/return_mean")
     assert sorted({(m.step, m.value) for m in history}) == expected
 
