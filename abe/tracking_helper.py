@@ -16,15 +16,20 @@ the training process to send the KILLED status.
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import pickle
 import signal
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from abe import PROJECT_ROOT
 from abe.errors import ConfigError, first_line
 
-_CONTEXT = multiprocessing.get_context("spawn")  # no inherited threads, handlers or locks
 _prewarmed = None
 
 
@@ -35,20 +40,36 @@ def prewarm() -> None:
         _prewarmed = _start_helper()
 
 
-def _start_helper():
-    ours, theirs = _CONTEXT.Pipe()
-    process = _CONTEXT.Process(target=_serve, args=(theirs,), daemon=True, name="abe-mlflow")
-    process.start()
+def _start_helper() -> tuple[subprocess.Popen, Connection]:
+    # A plain subprocess and a socket pair rather than multiprocessing: it starts
+    # without re-importing run.py, and from joblib's loky workers too (whose start
+    # method multiprocessing cannot hand on).
+    ours, theirs = socket.socketpair()
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from abe.tracking_helper import serve; serve({theirs.fileno()})"],
+        pass_fds=[theirs.fileno()], env={**os.environ, "PYTHONPATH": path},
+    )
     theirs.close()
-    return process, ours
+    return process, Connection(ours.detach())
 
 
-def _take_helper():
+def _take_helper() -> tuple[subprocess.Popen, Connection]:
     global _prewarmed
     helper, _prewarmed = _prewarmed, None
-    if helper is not None and helper[0].is_alive():
+    if helper is not None and helper[0].poll() is None:
         return helper
     return _start_helper()
+
+
+def _send(conn: Connection, message) -> None:
+    # Plain pickle: Connection.send's pickler would pass torch tensors as shared
+    # memory, which needs a multiprocessing-spawned peer.
+    conn.send_bytes(pickle.dumps(message))
+
+
+def _recv(conn: Connection):
+    return pickle.loads(conn.recv_bytes())
 
 
 class BackgroundTracker:
@@ -59,7 +80,7 @@ class BackgroundTracker:
         self._process, self._conn = _take_helper()
         self._run_id: str | None = None
         container = OmegaConf.to_container(cfg, resolve=True)
-        self._conn.send(("start", (container, str(run_dir), overrides, parent_run_id, resume_run_id)))
+        _send(self._conn, ("start", (container, str(run_dir), overrides, parent_run_id, resume_run_id)))
         if wait:  # a store the user named: fail before training if it cannot take the run
             _ = self.run_id
 
@@ -71,70 +92,71 @@ class BackgroundTracker:
 
     def _reply(self, expected: str):
         try:
-            kind, value = self._conn.recv()
-        except EOFError:
+            kind, value = _recv(self._conn)
+        except (EOFError, OSError):
             raise ConfigError("logger: the MLflow helper process ended unexpectedly") from None
         if kind == "error":
             raise ConfigError(value)
         assert kind == expected, (kind, expected)
         return value
 
-    def _send(self, name: str, *args) -> None:
+    def _post(self, name: str, *args) -> None:
         if self._run_id is None and self._conn.poll():  # the start's answer came in: an error?
             _ = self.run_id
-        self._conn.send((name, args))
+        _send(self._conn, (name, args))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self._send("log_metrics", metrics, step)
+        self._post("log_metrics", metrics, step)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._send("set_tags", tags)
+        self._post("set_tags", tags)
 
     def log_model(self, model, input_example) -> None:
-        self._send("log_model", model, input_example)
+        self._post("log_model", model, input_example)
 
     def finish(self, result: dict | None, run_dir: Path, status: str, error: str | None = None) -> None:
         """Send the end of the run and wait until the helper has written it all."""
         try:
             _ = self.run_id
-            self._conn.send(("finish", (result, run_dir, status, error)))
+            _send(self._conn, ("finish", (result, run_dir, status, error)))
             self._reply("finished")
         finally:
             self._conn.close()
-            self._process.join(timeout=60)
+            self._process.wait(timeout=60)
 
 
-def _serve(conn) -> None:
-    """The helper: import MLflow, then run one tracker as the messages say."""
+def serve(fd: int) -> None:
+    """The helper process: import MLflow, then run one tracker as the messages say."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
     import mlflow  # noqa: F401  (the slow import, done while the trainer starts up)
 
     from abe.tracking import MlflowTracker, mask_secrets
 
     tracker, failure = None, None
     try:
-        kind, (container, run_dir, overrides, parent, resume) = conn.recv()
+        kind, (container, run_dir, overrides, parent, resume) = _recv(conn)
         try:
             tracker = MlflowTracker(OmegaConf.create(container), Path(run_dir), overrides, parent, resume)
         except Exception as ex:  # ConfigError: the store refused; anything else: say what
-            conn.send(("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
+            _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
             return
-        conn.send(("started", tracker.run_id))
+        _send(conn, ("started", tracker.run_id))
         import mlflow.pytorch  # noqa: F401  (and torch: ready for log_model at the end)
 
         while True:
-            kind, args = conn.recv()
+            kind, args = _recv(conn)
             try:
                 if kind == "finish":
                     tracker.finish(*args)
-                    conn.send(("finished", None) if failure is None else ("error", failure))
+                    _send(conn, ("finished", None) if failure is None else ("error", failure))
                     return
                 if failure is None:
                     getattr(tracker, kind)(*args)
             except Exception as ex:  # keep training; report at the end, end the run FAILED
                 failure = mask_secrets(f"logger: MLflow {kind} failed: {first_line(ex)}")
                 if kind == "finish":
-                    conn.send(("error", failure))
+                    _send(conn, ("error", failure))
                     tracker.mlflow.end_run(status="FAILED")
                     return
     except (EOFError, OSError):  # the training process ended without finishing the run
