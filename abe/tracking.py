@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -144,7 +145,7 @@ class MlflowTracker:
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
-                 resume_run_id: str | None = None):
+                 resume_run_id: str | None = None, device: str | None = None):
         import mlflow
 
         self.mlflow = mlflow
@@ -156,7 +157,7 @@ class MlflowTracker:
                 mlflow.set_tag("interrupted", run.data.tags["error"])
                 client.delete_tag(self.run_id, "error")
             return
-        tags = self._tags(cfg, run_dir, overrides)
+        tags = self._tags(cfg, run_dir, overrides, device)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id  # nests the run under its sweep in the UI
         try:
@@ -201,14 +202,16 @@ class MlflowTracker:
             raise ConfigError(f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {_first_line(ex)}") from None
 
     @staticmethod
-    def _tags(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, str]:
-        from abe.agent import resolve_device  # imports Tianshou: only when a run starts
+    def _tags(cfg: DictConfig, run_dir: Path, overrides: list[str], device: str | None) -> dict[str, str]:
+        if device is None:
+            from abe.agent import resolve_device  # imports Tianshou: only when a run starts
 
+            device = resolve_device(cfg.trainer.device)
         dirty = _git("status", "--porcelain")
         return {
             **{str(k): mask_secrets(str(v)) for k, v in (cfg.logger.get("tags") or {}).items()},
             **package_versions(),
-            "device": resolve_device(cfg.trainer.device),
+            "device": device,
             "git_commit": _git("rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(dirty)).lower(),
             "hydra_overrides": mask_secrets(" ".join(overrides)),
@@ -244,17 +247,24 @@ class MlflowTracker:
         try:
             if error:
                 mlflow.set_tag("error", mask_secrets(error)[:5000])
-            if result is not None:
-                for name in ("result.json", "learning_curve.png"):
-                    if (run_dir / name).exists():
-                        mlflow.log_artifact(str(run_dir / name))
-                if (run_dir / ".hydra").is_dir():
-                    with tempfile.TemporaryDirectory(prefix="abe-masked-") as tmp:
-                        mlflow.log_artifacts(str(masked_copy(run_dir / ".hydra", Path(tmp))), artifact_path="hydra")
-                if Path(result["checkpoint"]).exists():
-                    mlflow.log_artifact(result["checkpoint"], artifact_path="checkpoints")
+            if result is not None:  # staged in one folder: one upload call instead of four
+                with tempfile.TemporaryDirectory(prefix="abe-artifacts-") as tmp:
+                    staged = Path(tmp)
+                    for name in ("result.json", "learning_curve.png"):
+                        if (run_dir / name).exists():
+                            shutil.copy2(run_dir / name, staged / name)
+                    if (run_dir / ".hydra").is_dir():
+                        masked_copy(run_dir / ".hydra", _folder(staged / "hydra"))  # passwords masked
+                    if Path(result["checkpoint"]).exists():
+                        shutil.copy2(result["checkpoint"], _folder(staged / "checkpoints"))
+                    mlflow.log_artifacts(str(staged))
         finally:
             mlflow.end_run(status=status)
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def make_tracker(

@@ -78,9 +78,14 @@ class BackgroundTracker:
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
                  resume_run_id: str | None = None, wait: bool = False):
         self._process, self._conn = _take_helper()
+        if parent_run_id is not None:
+            prewarm()  # in a sweep, the next job in this process finds its helper ready
         self._run_id: str | None = None
+        from abe.agent import resolve_device  # imported by the trainer anyway; the helper need not
+
         container = OmegaConf.to_container(cfg, resolve=True)
-        _send(self._conn, ("start", (container, str(run_dir), overrides, parent_run_id, resume_run_id)))
+        device = resolve_device(cfg.trainer.device)
+        _send(self._conn, ("start", (container, str(run_dir), overrides, parent_run_id, resume_run_id, device)))
         if wait:  # a store the user named: fail before training if it cannot take the run
             _ = self.run_id
 
@@ -135,9 +140,9 @@ def serve(fd: int) -> None:
 
     tracker, failure = None, None
     try:
-        kind, (container, run_dir, overrides, parent, resume) = _recv(conn)
+        kind, (container, run_dir, overrides, parent, resume, device) = _recv(conn)
         try:
-            tracker = MlflowTracker(OmegaConf.create(container), Path(run_dir), overrides, parent, resume)
+            tracker = MlflowTracker(OmegaConf.create(container), Path(run_dir), overrides, parent, resume, device)
         except Exception as ex:  # ConfigError: the store refused; anything else: say what
             _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
             return
@@ -150,7 +155,9 @@ def serve(fd: int) -> None:
                 if kind == "finish":
                     tracker.finish(*args)
                     _send(conn, ("finished", None) if failure is None else ("error", failure))
-                    return
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(0)  # all is stored; skip over a second of interpreter teardown
                 if failure is None:
                     getattr(tracker, kind)(*args)
             except Exception as ex:  # keep training; report at the end, end the run FAILED

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from abe.cli import compose  # noqa: E402
 from abe.plots import learning_curve  # noqa: E402
 from abe.tracking import make_tracker  # noqa: E402
-from abe.tracking_helper import BackgroundTracker  # noqa: E402
+from abe.tracking_helper import BackgroundTracker, prewarm  # noqa: E402
 from abe.training import train, write_result  # noqa: E402
 
 
@@ -65,6 +65,8 @@ def one_job(logger: str, steps: int, root: Path, index: int) -> float:
         *([f"logger.store_dir={root / 'store'}"] if logger == "mlflow" else []),
     ])
     start = time.perf_counter()
+    if logger == "mlflow":
+        prewarm()  # as run.py does when it starts
     tracker = make_tracker(cfg, run_dir, [])
     result = train(cfg, run_dir, tracker)
     result["mlflow_run_id"] = tracker.run_id
