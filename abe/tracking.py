@@ -183,7 +183,12 @@ class MlflowTracker:
         uri = tracking_uri(cfg.logger)  # a user's URI was checked by abe.config.validate
         embedded = not user_tracking_uri(cfg.logger)
         if embedded:
-            Path(cfg.logger.store_dir).resolve().mkdir(parents=True, exist_ok=True)
+            store = Path(cfg.logger.store_dir).resolve()
+            try:
+                store.mkdir(parents=True, exist_ok=True)
+            except OSError as ex:
+                raise ConfigError(f"logger.store_dir: cannot create '{store}' ({ex.strerror}); "
+                                  "pick a writable folder, or logger=none") from None
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient(tracking_uri=uri)
         name = cfg.logger.experiment

@@ -81,6 +81,7 @@ class BackgroundTracker:
         if parent_run_id is not None:
             prewarm()  # in a sweep, the next job in this process finds its helper ready
         self._run_id: str | None = None
+        self._start_error: str | None = None
         from abe.agent import resolve_device  # imported by the trainer anyway; the helper need not
 
         container = OmegaConf.to_container(cfg, resolve=True)
@@ -91,8 +92,14 @@ class BackgroundTracker:
 
     @property
     def run_id(self) -> str:
+        if self._start_error is not None:
+            raise ConfigError(self._start_error)
         if self._run_id is None:
-            self._run_id = self._reply("started")
+            try:
+                self._run_id = self._reply("started")
+            except ConfigError as ex:  # the store refused the run: there is none to end
+                self._start_error = str(ex)
+                raise
         return self._run_id
 
     def _reply(self, expected: str):
@@ -122,6 +129,8 @@ class BackgroundTracker:
     def finish(self, result: dict | None, run_dir: Path, status: str, error: str | None = None) -> None:
         """Send the end of the run and wait until the helper has written it all."""
         try:
+            if self._start_error is not None:
+                return  # already reported where it happened
             _ = self.run_id
             _send(self._conn, ("finish", (result, run_dir, status, error)))
             self._reply("finished")

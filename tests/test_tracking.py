@@ -76,3 +76,16 @@ def test_malformed_tracking_uri_is_one_line(uri, message, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: " + message) and err.count("\n") == 1
     assert "hunter2" not in err
+
+
+def test_an_embedded_store_that_cannot_be_made_is_one_line(tmp_path):
+    # The helper process opens the embedded store while training starts; its failure
+    # still ends the command with one line and exit code 2, and no run anywhere.
+    proc = run_cli("env=pendulum", "trainer.total_steps=512", "trainer.eval_every=256", "trainer.num_envs=2",
+                   "trainer.eval_episodes=2", "trainer.progress_bar=false", "logger.store_dir=/proc/abe/store",
+                   f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: logger.store_dir: cannot create '/proc/abe/store' (No such file or directory); "
+        "pick a writable folder, or logger=none")
