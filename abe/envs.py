@@ -145,7 +145,7 @@ def make_vector_env(
 
 
 class EnvPoolVectorEnv:
-    """EnvPool (https://github.com/sail-sg/envpool, optional package `envpool`) behind the
+    """EnvPool (https://github.com/sail-sg/envpool, a dependency of abe) behind the
     part of Gymnasium's VectorEnv API that abe uses.
 
     EnvPool steps its envs in C++ worker threads, outside the GIL and without Python's
