@@ -46,8 +46,8 @@ def a2c_update(agent: Agent, batch: RolloutBatch) -> dict[str, float]:
     value = algo.critic(obs).flatten()
     with torch.no_grad():
         v_next = algo.critic(torch.from_numpy(batch.obs_next.reshape(n_steps * num_envs, -1))).flatten()
-    v_s = value.detach().numpy().astype(np.float64).reshape(n_steps, num_envs)
-    v_next = v_next.numpy().astype(np.float64).reshape(n_steps, num_envs)
+    v_s = value.detach().cpu().numpy().astype(np.float64).reshape(n_steps, num_envs)
+    v_next = v_next.cpu().numpy().astype(np.float64).reshape(n_steps, num_envs)
     if algo.return_scaling:  # the critic predicts returns divided by their running std
         scale = np.sqrt(algo.ret_rms.var + algo._eps)
         v_s, v_next = v_s * scale, v_next * scale
@@ -62,14 +62,16 @@ def a2c_update(agent: Agent, batch: RolloutBatch) -> dict[str, float]:
         algo.ret_rms.update(returns)
     else:
         targets = returns
+    device = value.device
     if not valid.all():
-        obs, value = obs[valid], value[valid]
-    act = torch.from_numpy(batch.act.reshape(n_steps * num_envs, -1)[valid])
+        mask = torch.from_numpy(valid)
+        obs, value = obs[mask], value[mask.to(device)]
+    act = torch.as_tensor(batch.act.reshape(n_steps * num_envs, -1)[valid], device=device)
 
     (mean, std), _ = agent.actor(obs)
     dist = agent.policy.dist_fn((mean, std))
-    actor_loss = -(dist.log_prob(act) * torch.as_tensor(advantages, dtype=torch.float32)).mean()
-    critic_loss = F.mse_loss(torch.as_tensor(targets, dtype=torch.float32), value)
+    actor_loss = -(dist.log_prob(act) * torch.as_tensor(advantages, dtype=torch.float32, device=device)).mean()
+    critic_loss = F.mse_loss(torch.as_tensor(targets, dtype=torch.float32, device=device), value)
     entropy = dist.entropy().mean()
     algo.optim.step(actor_loss + algo.vf_coef * critic_loss - algo.ent_coef * entropy)
     return {"loss/actor": actor_loss.item(), "loss/critic": critic_loss.item(), "loss/entropy": entropy.item()}
