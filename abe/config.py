@@ -98,7 +98,7 @@ def validate(cfg: DictConfig) -> None:
     from abe.tracking import check_tracking_uri, user_tracking_uri
 
     check_env_id(cfg.env.id)
-    check_backend(cfg.env.id, cfg.env.backend, tuple(sorted(dict(cfg.env.kwargs).items())))
+    check_backend(cfg.env.id, cfg.env.backend, OmegaConf.to_container(cfg.env.kwargs, resolve=True))
     if cfg.logger.name == "mlflow" and user_tracking_uri(cfg.logger):
         check_tracking_uri(user_tracking_uri(cfg.logger))
 
