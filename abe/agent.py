@@ -42,6 +42,10 @@ class Agent:
     def critic(self) -> Critic:
         return self.algorithm.critic
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.algorithm.optim._optim  # the torch optimizer inside Tianshou's wrapper
+
     def env_action(self, action: np.ndarray) -> np.ndarray:
         """Clip a sampled action to [-1, 1] and scale it to the env's bounds: the policy's
         `map_action` (action_bound_method="clip", action_scaling=True) without its

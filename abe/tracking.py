@@ -7,6 +7,7 @@ With no setting, runs go to an embedded store (sqlite + an artifact folder) unde
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -234,18 +235,25 @@ class MlflowTracker:
         import mlflow.pytorch
         import torch
 
-        # Plain torch layers, pickled: loads with torch alone (see abe.export), so
-        # MLflow's warning about pickled custom code does not apply; requirements are
-        # given rather than inferred (inference re-imports the model: seconds).
-        quiet = logging.getLogger("mlflow.pytorch")
-        level, quiet.level = quiet.level, logging.ERROR
-        try:
+        # Requirements are given rather than inferred (inference re-imports the model: seconds).
+        with _no_pickle_warning():
             mlflow.pytorch.log_model(
                 model, name="model", serialization_format="pickle", input_example=input_example,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
-        finally:
-            quiet.setLevel(level)
+
+    @staticmethod
+    def warm_up_model_logging() -> None:
+        """Import torch and do MLflow's one-time setup of saving a model: the first
+        `log_model` of a process took 0.339 s here, later ones 0.035 s. The helper
+        process (abe.tracking_helper) does this while training runs."""
+        import mlflow.pytorch
+        import numpy as np
+        import torch
+
+        with _no_pickle_warning(), tempfile.TemporaryDirectory(prefix="abe-warm-up-") as tmp:
+            mlflow.pytorch.save_model(torch.nn.Linear(1, 1), f"{tmp}/model", serialization_format="pickle",
+                                      input_example=np.zeros((1, 1), np.float32), pip_requirements=["torch"])
 
     def finish(self, result: dict | None, run_dir: Path, status: str, error: str | None = None) -> None:
         mlflow = self.mlflow
@@ -265,6 +273,19 @@ class MlflowTracker:
                     mlflow.log_artifacts(str(staged))
         finally:
             mlflow.end_run(status=status)
+
+
+@contextlib.contextmanager
+def _no_pickle_warning():
+    """The model is plain torch layers, pickled: it loads with torch alone (see
+    abe.export), so MLflow's warning about pickled custom code does not apply."""
+    quiet = logging.getLogger("mlflow.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
 
 
 def _folder(path: Path) -> Path:

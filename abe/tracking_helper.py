@@ -156,7 +156,7 @@ def serve(fd: int) -> None:
             _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
             return
         _send(conn, ("started", tracker.run_id))
-        _warm_up_model_logging()
+        tracker.warm_up_model_logging()  # while training runs, not at its end
 
         while True:
             kind, args = _recv(conn)
@@ -181,23 +181,3 @@ def serve(fd: int) -> None:
             tracker.set_tags({"error": "the training process ended without reporting (killed?)"})
             tracker.mlflow.end_run(status="KILLED")
 
-
-def _warm_up_model_logging() -> None:
-    """Import torch and do MLflow's one-time setup of saving a model now, while training
-    runs: the first `log_model` of a process takes ~0.3 s more than later ones (measured
-    here), time the trainer would otherwise wait for at the end."""
-    import logging
-    import tempfile
-
-    import mlflow.pytorch
-    import numpy as np
-    import torch
-
-    quiet = logging.getLogger("mlflow.pytorch")
-    level, quiet.level = quiet.level, logging.ERROR
-    try:
-        with tempfile.TemporaryDirectory(prefix="abe-warm-up-") as tmp:
-            mlflow.pytorch.save_model(torch.nn.Linear(1, 1), f"{tmp}/model", serialization_format="pickle",
-                                      input_example=np.zeros((1, 1), np.float32), pip_requirements=["torch"])
-    finally:
-        quiet.setLevel(level)

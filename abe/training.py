@@ -144,7 +144,7 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
             state.env_steps += steps_per_update
             if cfg.algo.get("lr_decay", False):
                 remaining = max(0.0, 1.0 - state.env_steps / cfg.trainer.total_steps)
-                for group in agent.algorithm.optim._optim.param_groups:
+                for group in agent.optimizer.param_groups:
                     group["lr"] = cfg.lr * remaining
             state.updates += 1
             state.episode_returns += episode_returns
@@ -160,7 +160,7 @@ def _loop(cfg, agent: Agent, rollout: Rollout, eval_envs, run_dir: Path, tracker
                     "eval/return_mean": float(returns.mean()),
                     "eval/return_std": float(returns.std()),
                     "perf/fps": state.env_steps / elapsed,
-                    "train/lr": agent.algorithm.optim._optim.param_groups[0]["lr"],
+                    "train/lr": agent.optimizer.param_groups[0]["lr"],
                     **losses,
                 }
                 if state.episode_returns:
