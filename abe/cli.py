@@ -36,13 +36,14 @@ def fail(message: str) -> None:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def compose(overrides: list[str], config_dir: Path = CONFIG_DIR, config_name: str = "config") -> DictConfig:
+def compose(overrides: list[str], config_dir: Path = CONFIG_DIR, config_name: str = "config",
+            with_hydra: bool = False) -> DictConfig:
     """The job config Hydra would build for these overrides (no run dir, no side effects)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config_dir.resolve())):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
 
 
 def _plain_overrides(overrides: list[str], multirun: bool) -> list[str]:
@@ -72,11 +73,26 @@ def check_command_line(argv: list[str] | None = None) -> DictConfig | None:
         overrides = _plain_overrides(args.overrides, args.multirun)
         cfg = compose(overrides, config_dir, args.config_name or "config")
         validate(cfg)
+        if args.multirun:
+            _check_sweeper(args.overrides, config_dir, args.config_name or "config")
     except ConfigError as ex:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
         fail(explain_hydra_error(ex, _config_without(unknown_key(ex), args, config_dir)))
     return None if args.multirun else cfg
+
+
+def _check_sweeper(overrides: list[str], config_dir: Path, config_name: str) -> None:
+    """abe's Optuna sweeper options, checked before Hydra opens the sweep's MLflow parent run."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeper = compose(fixed, config_dir, config_name, with_hydra=True).hydra.sweeper
+    if sweeper.get("_target_") == "abe.optuna_sweeper.AbeOptunaSweeper":
+        from abe.optuna_sweeper import check_options
+
+        check_options(sweeper.pruner, sweeper.pruner_warmup, sweeper.pruner_keep, sweeper.prune_on)
 
 
 def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:

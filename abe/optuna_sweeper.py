@@ -9,8 +9,8 @@ PRUNED itself. The sweeper then `tell`s with `skip_if_finished=True`, so trials 
 their job already finished (pruned) are left as they are.
 
 Selected with `hydra/sweeper=abe_optuna` (what `hparams_search=lr_gamma` does); it
-takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`, `prune_on`
-and `fail_running_trials`.
+takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`,
+`pruner_keep`, `prune_on` and `fail_running_trials`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from hydra_plugins.hydra_optuna_sweeper import _impl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
+from abe.errors import ConfigError
 from abe.training import EarlyStop
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "percentile", "hyperband", "none")
 _create_study = optuna.create_study  # the original, while sweep() patches the module's
 ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
     "ABE_OPTUNA_TRIAL_ID", "ABE_OPTUNA_STUDY", "ABE_OPTUNA_STORAGE", "ABE_OPTUNA_PRUNER", "ABE_OPTUNA_PRUNE_ON",
@@ -43,13 +44,20 @@ PRUNE_ON = ("train/episode_return", "eval/return_mean")
 
 
 def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
-    """`median:F` / `hyperband` / `none`. Median pruning waits for 3 finished trials and
-    for F x total_steps env steps of each trial (see bench/sweep_pruning.py and the
-    README's numbers: pruning on early HalfCheetah evaluations stopped the best trial)."""
-    name, _, warmup = spec.partition(":")
+    """`median:W` / `percentile:W:K` / `hyperband` / `none`.
+
+    median and percentile wait for 3 finished trials and for W x total_steps env steps
+    of each trial (bench/sweep_pruning.py and the README's numbers: pruning on early
+    HalfCheetah evaluations stopped the best trial); then, at each report, median stops
+    a trial below the median of the finished trials at that step, percentile one outside
+    their top K (a share: 0.25 = the top quarter goes on)."""
+    name, _, rest = spec.partition(":")
+    warmup, _, keep = rest.partition(":")
+    warmup_steps = int(float(warmup or 0) * total_steps)
     if name == "median":
-        warmup_steps = int(float(warmup or 0) * total_steps)
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_steps, interval_steps=1)
+    if name == "percentile":  # Optuna's percentile is the share kept, in percent
+        return optuna.pruners.PercentilePruner(100 * float(keep), n_startup_trials=3, n_warmup_steps=warmup_steps)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
@@ -58,8 +66,9 @@ def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
 @dataclass
 class AbeOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "abe.optuna_sweeper.AbeOptunaSweeper"
-    pruner: str = "median"  # median | hyperband | none
-    pruner_warmup: float = 0.25  # fraction of trainer.total_steps before median pruning may stop a trial
+    pruner: str = "median"  # median | percentile | hyperband | none
+    pruner_warmup: float = 0.25  # fraction of trainer.total_steps before median/percentile pruning may stop a trial
+    pruner_keep: float = 0.25  # percentile pruner: the share of trials that goes on at each evaluation
     # What trials are compared on while they run. The final objective stays the eval
     # return; the stochastic training return tracks learning more steadily (bench/).
     prune_on: str = "train/episode_return"
@@ -72,16 +81,26 @@ ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeO
 
 
 class AbeOptunaSweeper(OptunaSweeper):
-    def __init__(self, pruner: str, pruner_warmup: float, prune_on: str, fail_running_trials: bool, **kwargs) -> None:
-        if pruner not in PRUNERS:
-            raise ValueError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
-        if prune_on not in PRUNE_ON:
-            raise ValueError(f"hydra.sweeper.prune_on: got '{prune_on}'; allowed: {', '.join(PRUNE_ON)}")
+    def __init__(self, pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str,
+                 fail_running_trials: bool, **kwargs) -> None:
+        check_options(pruner, pruner_warmup, pruner_keep, prune_on)
         super().__init__(**kwargs)
         self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
-        self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}" if pruner == "median" else pruner
+        self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}:{pruner_keep}"
         self.sweeper.fail_running_trials = fail_running_trials
         self.sweeper.prune_on = prune_on
+
+
+def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str) -> None:
+    """abe's own sweeper options; run.py checks them before a sweep starts (abe.cli)."""
+    if pruner not in PRUNERS:
+        raise ConfigError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
+    if not 0.0 <= pruner_warmup < 1.0:
+        raise ConfigError(f"hydra.sweeper.pruner_warmup: got {pruner_warmup}; allowed: a share of trainer.total_steps in [0, 1)")
+    if not 0.0 < pruner_keep <= 1.0:
+        raise ConfigError(f"hydra.sweeper.pruner_keep: got {pruner_keep}; allowed: a share of trials in (0, 1], e.g. 0.25")
+    if prune_on not in PRUNE_ON:
+        raise ConfigError(f"hydra.sweeper.prune_on: got '{prune_on}'; allowed: {', '.join(PRUNE_ON)}")
 
 
 class PruningSweeperImpl(_impl.OptunaSweeperImpl):

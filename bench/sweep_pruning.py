@@ -1,13 +1,14 @@
 """What pruning saves, and what a second parallel worker adds, on a fixed-seed Optuna sweep.
 
-Three sweeps of the same seeded TPE study over lr and gamma, side by side in one run:
-  1. pruner=none, one trial at a time;
-  2. pruner=median, one trial at a time;
-  3. pruner=none, two trials at a time (joblib launcher, two processes).
+Sweeps of the same seeded TPE study over lr and gamma, side by side in one run:
+  plain       pruner=none, one trial at a time (the reference);
+  median      pruner=median, one trial at a time;
+  percentile  pruner=percentile (top quarter goes on), one trial at a time;
+  parallel    pruner=none, two trials at a time (joblib launcher, two processes).
 It prints the env steps each sweep spent (pruned trials stop early), the best value each
 found, and trials per hour of 1 vs 2 workers.
 
-    .venv/bin/python bench/sweep_pruning.py [--trials 12] [--steps 60000] [--env halfcheetah]
+    .venv/bin/python bench/sweep_pruning.py [--trials 12] [--steps 500000] [--sweeps plain,median]
 """
 
 from __future__ import annotations
@@ -59,28 +60,44 @@ def describe(name: str, study: optuna.Study, wall: float, total: int) -> str:
     states = [t.state.name for t in study.trials]
     return (f"{name:32s} {env_steps_spent(study, total):>11,} env steps  best {study.best_value:8.1f}  "
             f"{wall:7.1f} s  {3600 * len(states) / wall:6.1f} trials/h  "
-            f"({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, {states.count('FAIL')} failed)")
+            f"({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, {states.count('FAIL')} failed); "
+            f"best trial #{study.best_trial.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in study.best_params.items()))
+
+
+SWEEPS = {
+    "plain": ("1 worker, no pruning", ["hydra.sweeper.pruner=none"]),
+    "median": ("1 worker, median pruning", ["hydra.sweeper.pruner=median"]),
+    "percentile": ("1 worker, percentile pruning", ["hydra.sweeper.pruner=percentile"]),
+    "parallel": ("2 workers (joblib), no pruning", ["hydra.sweeper.pruner=none", "hydra/launcher=joblib",
+                                                    "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=60_000)
+    parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--env", default="halfcheetah")
+    parser.add_argument("--sweeps", default=",".join(SWEEPS), help="which of: " + ", ".join(SWEEPS))
     args = parser.parse_args()
+    names = ["plain", *(n for n in args.sweeps.split(",") if n != "plain")]  # plain: the reference
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    done = {}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        plain, plain_wall = run_sweep(tmp, "plain", args, "hydra.sweeper.pruner=none")
-        print(describe("1 worker, no pruning", plain, plain_wall, args.steps), flush=True)
-        pruned, pruned_wall = run_sweep(tmp, "pruned", args, "hydra.sweeper.pruner=median")
-        print(describe("1 worker, median pruning", pruned, pruned_wall, args.steps), flush=True)
-        par, par_wall = run_sweep(tmp, "parallel", args, "hydra.sweeper.pruner=none", "hydra/launcher=joblib",
-                                  "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2")
-        print(describe("2 workers (joblib), no pruning", par, par_wall, args.steps), flush=True)
-    saved = 1 - env_steps_spent(pruned, args.steps) / env_steps_spent(plain, args.steps)
-    print(f"\npruning saved {100 * saved:.0f}% of env steps; best {pruned.best_value:.1f} vs {plain.best_value:.1f} unpruned")
-    print(f"2 workers: {plain_wall / par_wall:.2f}x the trials per hour of 1")
+        for name in names:
+            label, extra = SWEEPS[name]
+            done[name] = run_sweep(Path(tmp), name, args, *extra)
+            print(describe(label, *done[name], args.steps), flush=True)
+    plain, plain_wall = done["plain"]
+    print()
+    for name in ("median", "percentile"):
+        if name in done:
+            study = done[name][0]
+            saved = 1 - env_steps_spent(study, args.steps) / env_steps_spent(plain, args.steps)
+            print(f"{name} pruning saved {100 * saved:.0f}% of env steps; best {study.best_value:.1f} "
+                  f"vs {plain.best_value:.1f} unpruned")
+    if "parallel" in done:
+        print(f"2 workers: {plain_wall / done['parallel'][1]:.2f}x the trials per hour of 1")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def main() -> None:
     tracker_times: list[float] = []
     cli: dict[str, list[float]] = {"none": [], "mlflow": []}
     with tempfile.TemporaryDirectory() as tmp:
-        one_job("mlflow", 2_000, Path(tmp) / "warmup", 0)  # store creation and imports, once
+        if args.repeats:
+            one_job("mlflow", 2_000, Path(tmp) / "warmup", 0)  # store creation and imports, once
         for i in range(args.repeats):
             for logger in ("none", "mlflow"):
                 in_tracker[0] = 0.0
@@ -109,12 +110,13 @@ def main() -> None:
             for logger in ("none", "mlflow"):
                 cli[logger].append(cli_job(logger, args.steps, Path(tmp), i))
                 print(f"command {i}: logger={logger:6s} {cli[logger][-1]:.3f} s", flush=True)
-    base, tracked = statistics.median(times["none"]), statistics.median(times["mlflow"])
-    inside = statistics.median(tracker_times)
     print(f"\nHalfCheetah-v5, {args.steps:,} env steps, medians")
-    print(f"  in process ({args.repeats} each): logger=none {base:.3f} s, logger=mlflow {tracked:.3f} s "
-          f"({100 * (tracked / base - 1):+.1f}%)")
-    print(f"  time inside the tracker: {inside:.3f} s = {100 * inside / base:.1f}% of the untracked run")
+    if args.repeats:
+        base, tracked = statistics.median(times["none"]), statistics.median(times["mlflow"])
+        inside = statistics.median(tracker_times)
+        print(f"  in process ({args.repeats} each): logger=none {base:.3f} s, logger=mlflow {tracked:.3f} s "
+              f"({100 * (tracked / base - 1):+.1f}%)")
+        print(f"  time inside the tracker: {inside:.3f} s = {100 * inside / base:.1f}% of the untracked run")
     if args.cli_repeats:
         cbase, ctracked = statistics.median(cli["none"]), statistics.median(cli["mlflow"])
         print(f"  python run.py ({args.cli_repeats} each): logger=none {cbase:.2f} s, logger=mlflow {ctracked:.2f} s "

@@ -27,6 +27,12 @@ CASES = [
     (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
     (["env.backend=ray"], "env.backend: got 'ray'; allowed: one of sync, async, envpool"),
     (["env.backend=envpool", "env.threads=-1"], "env.threads: got -1; allowed: an integer >= 0 (0: one per CPU core)"),
+    (["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=bogus"],
+     "hydra.sweeper.pruner: got 'bogus'; allowed: median, percentile, hyperband, none"),
+    (["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner_keep=2"],
+     "hydra.sweeper.pruner_keep: got 2.0; allowed: a share of trials in (0, 1]"),
+    (["-m", "hparams_search=lr_gamma", "hydra.sweeper.prune_on=loss"],
+     "hydra.sweeper.prune_on: got 'loss'; allowed: train/episode_return, eval/return_mean"),
     (["env.backend=envpool", "+env.kwargs.ctrl_cost=0.1"],
      "env.kwargs: EnvPool cannot build 'HalfCheetah-v5' with {'ctrl_cost': 0.1}: Config.__new__() got an unexpected"),
 ]
@@ -44,7 +50,16 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
 
 def test_good_input_passes_the_check(capsys):
     check_command_line(["env=pendulum", "lr=3e-4", "gamma=0.995", "network.layer_norm=false"])
+    check_command_line(["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=percentile", "hydra/launcher=joblib",
+                        "hydra.sweeper.params.network.width=choice(64,128)", "gamma=0.9,0.99"])
     assert capsys.readouterr().err == ""
+
+
+def test_a_bad_sweeper_option_leaves_no_sweep_behind(tmp_path):
+    proc = run_cli("-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=bogus", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                   f"logger.store_dir={tmp_path / 'store'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "store").exists()  # no MLflow parent run either
 
 
 @pytest.mark.parametrize("args", [["env=atari"], ["gamma=2"], ["env.id=CartPole-v1"]])

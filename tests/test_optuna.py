@@ -6,6 +6,7 @@ import warnings
 import mlflow
 import optuna
 
+from abe.optuna_sweeper import make_pruner
 from tests.conftest import run_cli
 
 States = optuna.trial.TrialState
@@ -89,3 +90,31 @@ def test_postgresql_study_with_two_parallel_workers(tmp_path, postgres):
     assert all(t.intermediate_values for t in study.trials)  # reports crossed the job boundary
     _, children, _ = mlflow_children(tmp_path)
     assert len(children) == 4
+
+
+def test_percentile_pruner_keeps_the_top_share_after_the_warm_up():
+    """pruner=percentile with pruner_keep=0.25: after 3 finished trials and the warm-up
+    (a quarter of 1000 steps), a trial outside the top quarter of the finished trials
+    at that step stops; one inside it goes on."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("percentile:0.25:0.25", 1000))
+    for final in (10.0, 20.0, 30.0, 40.0):  # finished trials, reported at step 500
+        trial = study.ask()
+        trial.report(final, 500)
+        study.tell(trial, final)
+
+    def should_prune(value: float, step: int) -> bool:
+        trial = study.ask()
+        trial.report(value, step)
+        return trial.should_prune()
+
+    assert should_prune(30.0, 500)           # 3rd of 5: outside the top quarter (above 32.5)
+    assert not should_prune(35.0, 500)       # inside it
+    assert not should_prune(0.0, 200)        # still in the warm-up: never pruned
+    median = optuna.create_study(direction="maximize", pruner=make_pruner("median:0.25", 1000))
+    for final in (10.0, 20.0, 30.0, 40.0):
+        trial = median.ask()
+        trial.report(final, 500)
+        median.tell(trial, final)
+    trial = median.ask()
+    trial.report(30.0, 500)
+    assert not trial.should_prune()           # the median pruner keeps what percentile(0.25) stops
