@@ -227,8 +227,21 @@ def _trust_own_callback() -> None:
     os.environ["PYTHONWARNINGS"] = f"{current},{extra}" if current else extra
 
 
+_SEARCH_SPACE_ARG = re.compile(r"^hydra\.sweeper\.params\.(?P<key>[\w.]+)=(?P<quote>['\"]?)(?P<value>.*)(?P=quote)$")
+
+
+def search_space_args(argv: list[str]) -> list[str]:
+    """`hydra.sweeper.params.network.width=choice(64,128)` -> `network.width=choice(64,128)`.
+
+    Hydra refuses sweep syntax inside its own config, and `hydra.sweeper.params` cannot
+    hold a dotted key from the command line; hydra-optuna-sweeper reads a sweep override
+    of the key itself as the same search-space entry (command line over config)."""
+    return [_SEARCH_SPACE_ARG.sub(r"\g<key>=\g<value>", arg) for arg in argv]
+
+
 def launch(main) -> None:
     """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
+    sys.argv = [sys.argv[0], *search_space_args(sys.argv[1:])]
     cfg = check_command_line()
     if cfg is not None and cfg.logger.name == "mlflow":
         from abe.tracking_helper import prewarm

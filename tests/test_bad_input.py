@@ -51,7 +51,7 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
 def test_good_input_passes_the_check(capsys):
     check_command_line(["env=pendulum", "lr=3e-4", "gamma=0.995", "network.layer_norm=false"])
     check_command_line(["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=percentile", "hydra/launcher=joblib",
-                        "hydra.sweeper.params.network.width=choice(64,128)", "gamma=0.9,0.99"])
+                        "network.width=choice(64,128)", "gamma=0.9,0.99"])
     assert capsys.readouterr().err == ""
 
 

@@ -70,12 +70,16 @@ def test_a_diverging_trial_fails_and_the_sweep_goes_on(tmp_path):
 
 
 def test_two_parallel_workers_record_every_trial_once(tmp_path):
+    # The search space grows from the command line in the spelling too.
     _, study = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
-                     "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none")
+                     "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none", "hydra.sweeper.params.network.width=choice(32,48)")
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert all(t.state == States.COMPLETE for t in study.trials)
+    assert {t.params["network.width"] for t in study.trials} <= {32, 48}
     _, children, _ = mlflow_children(tmp_path)
     assert sorted(float(c.data.params["lr"]) for c in children) == sorted(t.params["lr"] for t in study.trials)
+    by_trial = {(float(c.data.params["lr"]), int(c.data.params["network.width"])) for c in children}
+    assert by_trial == {(t.params["lr"], t.params["network.width"]) for t in study.trials}  # each job trained what its trial asked
 
 
 def test_postgresql_study_with_two_parallel_workers(tmp_path, postgres):
