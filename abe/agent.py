@@ -51,7 +51,8 @@ class Agent:
         `map_action` (action_bound_method="clip", action_scaling=True) without its
         per-call checks, which cost more than the maths at one call per vector step."""
         space = self.policy.action_space
-        return space.low + (space.high - space.low) * (np.clip(action, -1.0, 1.0) + 1.0) / 2.0
+        clipped = np.minimum(np.maximum(action, -1.0), 1.0)  # np.clip costs more on small arrays
+        return space.low + (space.high - space.low) * (clipped + 1.0) / 2.0
 
 
 def resolve_device(name: str) -> str:

@@ -8,6 +8,8 @@ has a state-independent log-std parameter clamped to [-20, 2] as in the tutorial
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -114,10 +116,20 @@ class ObservationNormalizer(nn.Module):
         count[...] = total
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
+        return self.frozen()(obs)
+
+    def frozen(self) -> Callable[[np.ndarray], np.ndarray]:
+        """`normalize` with today's statistics, for many calls before the next `update`
+        (one rollout): the square root and reciprocal are taken once."""
         if not self.enabled:
-            return obs.astype(np.float32, copy=False)
-        mean, std = self.mean.numpy(), np.sqrt(self.var.numpy() + 1e-8)
-        return np.clip((obs - mean) / std, -self.clip, self.clip).astype(np.float32)
+            return lambda obs: obs.astype(np.float32, copy=False)
+        mean, scale, clip = self.mean.numpy().copy(), 1.0 / np.sqrt(self.var.numpy() + 1e-8), self.clip
+
+        def normalize(obs: np.ndarray) -> np.ndarray:
+            normed = (obs - mean) * scale
+            return np.minimum(np.maximum(normed, -clip, out=normed), clip, out=normed).astype(np.float32)
+
+        return normalize
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -90,12 +90,14 @@ class Rollout:
         one normalisation for the whole batch, at a fraction of the per-step cost).
         """
         agent, batch, envs, finished = self.agent, self.batch, self.stepper, []
-        normalize, mean_net, device = agent.normalizer.normalize, agent.actor.mean_net, agent.actor.device
-        std = agent.actor.std()  # the same for every step until the next update
+        normalize, mean_net, device = agent.normalizer.frozen(), agent.actor.mean_net, agent.actor.device
+        # Gaussian actions mean + std * noise: std is the same for every step until the
+        # next update, and the rollout's noise is drawn in one call.
+        noise = agent.actor.std() * torch.randn(batch.act.shape, device=device)
 
         def act(t: int, k: int, group: slice) -> None:
             mean = mean_net(torch.as_tensor(self.obs[group], device=device))
-            action = torch.normal(mean, std.expand_as(mean)).cpu().numpy()  # what Normal(mean, std).sample() draws
+            action = (mean + noise[t, group]).cpu().numpy()
             batch.obs[t, group], batch.act[t, group] = self.obs[group], action
             envs.send(k, agent.env_action(action))
 
