@@ -119,7 +119,7 @@ class ObservationNormalizer(nn.Module):
         return self.frozen()(obs)
 
     def frozen(self) -> Callable[[np.ndarray], np.ndarray]:
-        """`normalize` with today's statistics, for many calls before the next `update`
+        """`normalize` with the current statistics, for many calls before the next `update`
         (one rollout): the square root and reciprocal are taken once."""
         if not self.enabled:
             return lambda obs: obs.astype(np.float32, copy=False)
