@@ -20,9 +20,11 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]  # raw observations -> env-ready a
 def agent_policy(agent: Agent, deterministic: bool = True) -> PolicyFn:
     """Normalise, actor, mean (or a sample), clip and scale to the action bounds."""
 
+    normalize = agent.normalizer.frozen()  # the agent does not learn while it is evaluated
+
     @torch.no_grad()
     def policy(raw_obs: np.ndarray) -> np.ndarray:
-        (mean, std), _ = agent.actor(agent.normalizer.normalize(raw_obs))
+        (mean, std), _ = agent.actor(normalize(raw_obs))
         action = mean if deterministic else agent.policy.dist_fn((mean, std)).sample()
         return agent.env_action(action.cpu().numpy())
 

@@ -96,9 +96,9 @@ class Rollout:
         def act(t: int, k: int, group: slice) -> None:
             mean = mean_net(torch.as_tensor(self.obs[group], device=device))
             # What Normal(mean, std).sample() draws. Drawing a whole rollout's noise in one
-            # call saves ~15 us per step but is another random stream (torch fills small and
-            # large tensors differently): Hopper's 5-seed mean went from 1541 to 477 with it
-            # (README "Returns"). The benchmarks were measured with this stream.
+            # call is another random stream (torch fills small and large tensors
+            # differently): Hopper's 5-seed mean went from 1541 to 477 with it (README
+            # "Returns"). The benchmarks were measured with this stream.
             action = torch.normal(mean, std.expand_as(mean)).cpu().numpy()
             batch.obs[t, group], batch.act[t, group] = self.obs[group], action
             envs.send(k, agent.env_action(action))

@@ -146,7 +146,7 @@ class MlflowTracker:
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
-                 resume_run_id: str | None = None, device: str | None = None):
+                 resume_run_id: str | None = None, *, device: str):
         import mlflow
 
         self.mlflow = mlflow
@@ -208,11 +208,7 @@ class MlflowTracker:
             raise ConfigError(f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {_first_line(ex)}") from None
 
     @staticmethod
-    def _tags(cfg: DictConfig, run_dir: Path, overrides: list[str], device: str | None) -> dict[str, str]:
-        if device is None:
-            from abe.agent import resolve_device  # imports Tianshou: only when a run starts
-
-            device = resolve_device(cfg.trainer.device)
+    def _tags(cfg: DictConfig, run_dir: Path, overrides: list[str], device: str) -> dict[str, str]:
         dirty = _git("status", "--porcelain")
         return {
             **{str(k): mask_secrets(str(v)) for k, v in (cfg.logger.get("tags") or {}).items()},

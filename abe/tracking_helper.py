@@ -151,7 +151,7 @@ def serve(fd: int) -> None:
     try:
         kind, (container, run_dir, overrides, parent, resume, device) = _recv(conn)
         try:
-            tracker = MlflowTracker(OmegaConf.create(container), Path(run_dir), overrides, parent, resume, device)
+            tracker = MlflowTracker(OmegaConf.create(container), Path(run_dir), overrides, parent, resume, device=device)
         except Exception as ex:  # ConfigError: the store refused; anything else: say what
             _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
             return
@@ -180,4 +180,3 @@ def serve(fd: int) -> None:
         if tracker is not None:
             tracker.set_tags({"error": "the training process ended without reporting (killed?)"})
             tracker.mlflow.end_run(status="KILLED")
-
