@@ -17,6 +17,7 @@ helper, importing MLflow and opening the store to the tracked run.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import subprocess
 import sys
@@ -122,8 +123,18 @@ def main() -> None:
         print(f"  python run.py ({args.cli_repeats} each): logger=none {cbase:.2f} s, logger=mlflow {ctracked:.2f} s "
               f"({100 * (ctracked / cbase - 1):+.1f}%, helper start, MLflow import and store opening included)")
         # Commands alternate, so each pair ran under the same machine conditions.
-        paired = statistics.median(t - b for b, t in zip(cli["none"], cli["mlflow"], strict=True))
-        print(f"  median of the paired differences: {paired:+.2f} s ({100 * paired / cbase:+.1f}%)")
+        differences = [t - b for b, t in zip(cli["none"], cli["mlflow"], strict=True)]
+        paired = statistics.median(differences)
+        low, high = bootstrap_interval(differences)
+        print(f"  median of the paired differences: {paired:+.2f} s ({100 * paired / cbase:+.1f}%), "
+              f"95% bootstrap interval {100 * low / cbase:+.1f}% to {100 * high / cbase:+.1f}%")
+
+
+def bootstrap_interval(values: list[float], resamples: int = 10_000) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval for the median of `values` (seeded)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 if __name__ == "__main__":
