@@ -221,6 +221,7 @@ class TrialReporter:
             pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
+        self.total_steps = total_steps
         self.last_value: float | None = None
         self.pruned = False
 
@@ -229,13 +230,16 @@ class TrialReporter:
         return TrialReporter(total_steps) if ENV_TRIAL in os.environ else None
 
     def report(self, record: dict) -> None:
-        """After each evaluation: report `prune_on` to the trial, stop if told to."""
+        """After each evaluation: report `prune_on` to the trial, stop if told to.
+
+        The last evaluation is reported but never pruned: training is over, and pruning
+        it would only throw away a finished trial's result."""
         metric = os.environ.get(ENV_PRUNE_ON, "eval/return_mean")
         value = record.get(metric, record["eval/return_mean"])  # no finished episode yet
         env_steps = record["env_steps"]
         self.last_value = record["eval/return_mean"]  # the objective, should Hydra ask
         self.trial.report(value, env_steps)
-        if self.trial.should_prune():
+        if env_steps < self.total_steps and self.trial.should_prune():
             raise Pruned(f"pruned by Optuna at {env_steps:,} env steps ({metric} {value:.1f})")
 
     def mark_pruned(self) -> None:

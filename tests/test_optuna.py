@@ -5,8 +5,10 @@ import warnings
 
 import mlflow
 import optuna
+import pytest
 
-from abe.optuna_sweeper import make_pruner
+from abe.optuna_sweeper import (ENV_PRUNE_ON, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, Pruned, TrialReporter,
+                                make_pruner)
 from tests.conftest import run_cli
 
 States = optuna.trial.TrialState
@@ -122,3 +124,28 @@ def test_percentile_pruner_keeps_the_top_share_after_the_warm_up():
     trial = median.ask()
     trial.report(30.0, 500)
     assert not trial.should_prune()           # the median pruner keeps what percentile(0.25) stops
+
+
+def test_a_trial_is_pruned_before_its_last_evaluation_never_at_it(tmp_path, monkeypatch):
+    """Below the median half-way: stopped. Below it at the last evaluation: kept, since
+    its training is done and pruning it would only throw its result away."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for final in (10.0, 20.0, 30.0):  # finished trials, reported half-way and at the end
+        trial = study.ask()
+        trial.report(final, 500)
+        trial.report(final, 1024)  # the last evaluation comes at the first rollout past total_steps
+        study.tell(trial, final)
+
+    def reporter() -> TrialReporter:
+        env = {ENV_STUDY: "s", ENV_STORAGE: storage, ENV_PRUNER: "median:0", ENV_PRUNE_ON: "eval/return_mean",
+               ENV_TRIAL: str(study.ask()._trial_id)}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return TrialReporter(total_steps=1000)
+
+    with pytest.raises(Pruned, match="pruned by Optuna at 500 env steps"):
+        reporter().report({"env_steps": 500, "eval/return_mean": 0.0})
+    last = reporter()
+    last.report({"env_steps": 1024, "eval/return_mean": 0.0})
+    assert last.last_value == 0.0 and not last.pruned
