@@ -31,20 +31,19 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abe.optuna_sweeper import make_pruner  # noqa: E402
+from abe.optuna_sweeper import PRUNERS, make_pruner  # noqa: E402
 
-SPECS = ("none", "median:0.25", "median:0.4", "percentile:0.25:0.25", "patient:0.25", "patient:0.4")
+SPECS = ("none", "median:0.25", "median:0.1", "percentile:0.25:0.25")  # name:warm-up[:keep], as the sweeper's options
 
 
 def load_curves(sweep_dir: Path) -> list[dict]:
-    """Each job's evaluations, in job order: [{"steps": [...], "values": {metric: [...]}, "final": x}]."""
+    """Each job's evaluations, in job order, with its final value and env steps."""
     jobs = sorted((p for p in sweep_dir.iterdir() if (p / "result.json").exists()), key=lambda p: int(p.name))
     curves = []
     for job in jobs:
         result = json.loads((job / "result.json").read_text())
-        evaluations = result["evaluations"]
-        curves.append({"job": int(job.name), "steps": [e["env_steps"] for e in evaluations], "evaluations": evaluations,
-                       "final": result["eval/return_mean"], "total": result["env_steps"]})
+        curves.append({"job": int(job.name), "evaluations": result["evaluations"], "final": result["eval/return_mean"],
+                       "total": result["env_steps"]})
     return curves
 
 
@@ -78,6 +77,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=0, help="also replay in this many shuffled orders")
     parser.add_argument("--specs", default=",".join(SPECS), help="pruner specs, as abe.optuna_sweeper.make_pruner reads them")
     args = parser.parse_args()
+    unknown = [spec for spec in args.specs.split(",") if spec.split(":")[0] not in PRUNERS]
+    if unknown:
+        parser.error(f"unknown pruner in {', '.join(unknown)}; allowed: {', '.join(PRUNERS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     curves = load_curves(args.sweep_dir)
     full = sum(c["total"] for c in curves)
