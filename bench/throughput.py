@@ -13,7 +13,11 @@ another on this machine, all on HalfCheetah-v5 with the same number of envs:
   tianshou       Tianshou 2's own pipeline with its MuJoCo A2C example settings: shared-memory
                  subprocess envs, Collector, VectorReplayBuffer, A2C.update; 80 steps per update
 
-    .venv/bin/python bench/throughput.py [--envs 16] [--steps 100000] [--only abe-sync,sb3]
+    .venv/bin/python bench/throughput.py [--envs 16] [--steps 100000] [--only abe-sync,sb3] [--rounds 5]
+
+Single runs of this script on the 2-core dev machine moved by 20-40% from one run to the
+next (abe-envpool 9,997 to 12,931 env steps/s, raw EnvPool 27,412 to 39,686); `--rounds`
+repeats the measurements interleaved and reports medians of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -120,41 +125,65 @@ def measure_one(name: str, envs: int, steps: int) -> None:
     print(json.dumps({"name": name, "fps": fps, "peak_mb": peak_mb, "children_peak_mb": children_mb}))
 
 
+def run_one(name: str, args) -> dict | None:
+    """One measurement in its own process; prints its line."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", name, "--envs", str(args.envs), "--steps", str(args.steps)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        print(f"{name:10s} failed: {proc.stderr.strip().splitlines()[-1]}")
+        return None
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{name:10s} {result['fps']:>9,.0f} env steps/s   peak {result['peak_mb']:,.0f} MB "
+          f"(+ workers {result['children_peak_mb']:,.0f} MB)", flush=True)
+    return result
+
+
+def ratios(results: dict, name: str) -> dict[str, float]:
+    """abe's rate against each peer, and its share of the fastest raw stepping, in one round."""
+    fps = results[name]["fps"]
+    out = {label: fps / results[peer]["fps"] for peer, label in (("sb3", "SB3 A2C"), ("tianshou", "Tianshou A2C"))
+           if peer in results}
+    fastest_raw = max((results[n]["fps"] for n in RAW if n in results), default=None)
+    if fastest_raw:
+        out["raw"] = fps / fastest_raw
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--only", default=",".join(MEASUREMENTS))
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the measurements this many times, interleaved; report medians of the per-round ratios")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         sys.path.insert(0, str(ROOT))
         return measure_one(args.one, args.envs, args.steps)
-    results = {}
-    for name in args.only.split(","):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--envs", str(args.envs), "--steps", str(args.steps)],
-            capture_output=True, text=True, cwd=ROOT,
-        )
-        if proc.returncode != 0:
-            print(f"{name:10s} failed: {proc.stderr.strip().splitlines()[-1]}")
-            continue
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = results[name]
-        print(f"{name:10s} {r['fps']:>9,.0f} env steps/s   peak {r['peak_mb']:,.0f} MB "
-              f"(+ workers {r['children_peak_mb']:,.0f} MB)", flush=True)
-    print(f"\n{ENV_ID}, {args.envs} envs, {args.steps:,} env steps each")
-    fastest_raw = max((results[n]["fps"] for n in RAW if n in results), default=None)
+    rounds = []
+    for index in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {index + 1} of {args.rounds}")
+        rounds.append({name: r for name in args.only.split(",") if (r := run_one(name, args)) is not None})
+    print(f"\n{ENV_ID}, {args.envs} envs, {args.steps:,} env steps each"
+          + (f"; medians of {args.rounds} interleaved rounds (min to max)" if args.rounds > 1 else ""))
     for name in ("abe-sync", "abe-async", "abe-envpool"):
-        if name not in results:
+        measured = [r for r in rounds if name in r]
+        if not measured:
             continue
-        fps = results[name]["fps"]
-        line = f"  {name}: {fps:,.0f} env steps/s"
-        for peer, label in (("sb3", "SB3 A2C"), ("tianshou", "Tianshou A2C")):
-            if peer in results:
-                line += f" = {fps / results[peer]['fps']:.2f}x {label};"
-        if fastest_raw:
-            line += f" {100 * fps / fastest_raw:.0f}% of the fastest raw stepping"
+        line = f"  {name}: {statistics.median(r[name]['fps'] for r in measured):,.0f} env steps/s"
+        per_round = [ratios(r, name) for r in measured]
+        for label in per_round[0]:
+            values = [r[label] for r in per_round if label in r]
+            spread = f" ({min(values):.2f} to {max(values):.2f})" if len(values) > 1 else ""
+            if label == "raw":
+                line += f" {100 * statistics.median(values):.0f}% of the fastest raw stepping" + (
+                    f" ({100 * min(values):.0f} to {100 * max(values):.0f}%)" if len(values) > 1 else "")
+            else:
+                line += f" = {statistics.median(values):.2f}x {label}{spread};"
         print(line)
 
 
