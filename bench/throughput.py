@@ -15,8 +15,8 @@ another on this machine, all on HalfCheetah-v5 with the same number of envs:
 
     .venv/bin/python bench/throughput.py [--envs 16] [--steps 100000] [--only abe-sync,sb3] [--rounds 5]
 
-Single runs of this script on the 2-core dev machine moved by 20-40% from one run to the
-next (abe-envpool 9,997 to 12,931 env steps/s, raw EnvPool 27,412 to 39,686); `--rounds`
+Single runs of this script on the 2-core dev machine moved by 20-40% between runs (on
+2026-11-26: abe-envpool 9,997 and 11,762 env steps/s, raw EnvPool 27,412 and 39,686); `--rounds`
 repeats the measurements interleaved and reports medians of the per-round ratios.
 """
 
@@ -177,14 +177,18 @@ def main() -> None:
         line = f"  {name}: {statistics.median(r[name]['fps'] for r in measured):,.0f} env steps/s"
         per_round = [ratios(r, name) for r in measured]
         for label in per_round[0]:
-            values = [r[label] for r in per_round if label in r]
-            spread = f" ({min(values):.2f} to {max(values):.2f})" if len(values) > 1 else ""
-            if label == "raw":
-                line += f" {100 * statistics.median(values):.0f}% of the fastest raw stepping" + (
-                    f" ({100 * min(values):.0f} to {100 * max(values):.0f}%)" if len(values) > 1 else "")
-            else:
-                line += f" = {statistics.median(values):.2f}x {label}{spread};"
+            line += describe_ratio(label, [r[label] for r in per_round if label in r])
         print(line)
+
+
+def describe_ratio(label: str, values: list[float]) -> str:
+    """' = 1.48x SB3 A2C (1.35 to 1.81);' or ' 34% of the fastest raw stepping (30 to 37%)'."""
+    if label == "raw":
+        middle, low, high = (100 * v for v in (statistics.median(values), min(values), max(values)))
+        spread = f" ({low:.0f} to {high:.0f}%)" if len(values) > 1 else ""
+        return f" {middle:.0f}% of the fastest raw stepping{spread}"
+    spread = f" ({min(values):.2f} to {max(values):.2f})" if len(values) > 1 else ""
+    return f" = {statistics.median(values):.2f}x {label}{spread};"
 
 
 if __name__ == "__main__":
