@@ -8,6 +8,8 @@ seeds, wall time and env steps/s per run. Runs are plain `python run.py` command
 
     .venv/bin/python bench/returns.py                         # 3 presets x 5 seeds x 1M steps
     .venv/bin/python bench/returns.py --presets hopper --seeds 2 -- trainer.total_steps=300000
+    .venv/bin/python bench/returns.py --presets halfcheetah --seeds 3 --first-seed 10 \
+        --table /tmp/try.md -- network.log_std_init=-0.5    # try a change on other seeds
 
 Writes bench/results/returns.md (the README's table) and prints it.
 """
@@ -44,9 +46,9 @@ def train(preset: str, seed: int, out: Path, overrides: list[str]) -> dict:
             "env_steps": result["env_steps"], "fps": result["fps"], "wall_s": time.perf_counter() - start}
 
 
-def table(runs: list[dict], seeds: int, workers: int, overrides: list[str]) -> str:
+def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]) -> str:
     lines = [
-        f"| preset | env | per-seed final return (seeds 0-{seeds - 1}) | mean ± std | target | "
+        f"| preset | env | per-seed final return (seeds {seeds[0]}-{seeds[-1]}) | mean ± std | target | "
         "env steps | wall time per run | env steps/s per run |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -64,25 +66,29 @@ def table(runs: list[dict], seeds: int, workers: int, overrides: list[str]) -> s
             f"{TARGETS.get(preset, '')} | {ok[0]['env_steps']:,} | "
             f"{statistics.mean(r['wall_s'] for r in ok) / 60:.1f} min | {statistics.mean(r['fps'] for r in ok):,.0f} |"
         )
-    extra = f" {' '.join(overrides)}" if overrides else ""
+    first = f" --first-seed {seeds[0]}" if seeds[0] else ""
+    extra = f" -- {' '.join(overrides)}" if overrides else ""
     lines.append(f"\n{workers} runs at a time, one env-stepping thread each; command: "
-                 f"`.venv/bin/python bench/returns.py --seeds {seeds}{' -- ' + extra.strip() if extra else ''}`")
+                 f"`.venv/bin/python bench/returns.py --seeds {len(seeds)}{first}{extra}`")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds per preset")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first..first+N-1: try changes on seeds the table does not use")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "returns")
     parser.add_argument("--table", type=Path, default=ROOT / "bench" / "results" / "returns.md")
     parser.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
     args = parser.parse_args()
-    jobs = [(p, s) for p in args.presets.split(",") for s in range(args.seeds)]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    jobs = [(p, s) for p in args.presets.split(",") for s in seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         runs = list(pool.map(lambda job: train(*job, args.out, args.overrides), jobs))
-    text = table(runs, args.seeds, args.workers, args.overrides)
+    text = table(runs, seeds, args.workers, args.overrides)
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text + "\n")
     print(text)
