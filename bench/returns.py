@@ -11,7 +11,9 @@ seeds, wall time and env steps/s per run. Runs are plain `python run.py` command
     .venv/bin/python bench/returns.py --presets halfcheetah --seeds 3 --first-seed 10 \
         --table /tmp/try.md -- network.log_std_init=-0.5    # try a change on other seeds
 
-Writes bench/results/returns.md (the README's table) and prints it.
+Writes bench/results/returns.md (the README's table) and prints it. A run of some of
+the presets replaces their rows and keeps the others' when the table was made with the
+same seeds and overrides (the runs are deterministic: a full run prints the same rows).
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]
     return "\n".join(lines)
 
 
+def keep_other_rows(old: str, new: str) -> str:
+    """`new`, plus the rows of `old` for presets `new` did not run, in PRESETS order;
+    just `new` when the two tables differ in seeds or overrides (header or footnote)."""
+    old_lines, new_lines = old.strip().splitlines(), new.strip().splitlines()
+    if old_lines[0] != new_lines[0] or old_lines[-1] != new_lines[-1]:
+        return new
+
+    def rows(lines: list[str]) -> dict[str, str]:
+        return {line.split("|")[1].strip(): line for line in lines[2:] if line.startswith("| ")}
+
+    merged = {**rows(old_lines), **rows(new_lines)}
+    order = [p for p in PRESETS if p in merged] + [p for p in merged if p not in PRESETS]
+    return "\n".join([*new_lines[:2], *(merged[p] for p in order), "", new_lines[-1]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
@@ -89,6 +106,8 @@ def main() -> None:
     with ThreadPoolExecutor(args.workers) as pool:
         runs = list(pool.map(lambda job: train(*job, args.out, args.overrides), jobs))
     text = table(runs, seeds, args.workers, args.overrides)
+    if args.table.exists():
+        text = keep_other_rows(args.table.read_text(), text)
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text + "\n")
     print(text)
