@@ -13,7 +13,7 @@ seeds, wall time and env steps/s per run. Runs are plain `python run.py` command
 
 Writes bench/results/returns.md (the README's table) and prints it. A run of some of
 the presets replaces their rows and keeps the others' when the table was made with the
-same seeds and overrides (the runs are deterministic: a full run prints the same rows).
+same seeds and overrides (the runs are deterministic: a full run gives the same returns).
 """
 
 from __future__ import annotations
