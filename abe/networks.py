@@ -8,10 +8,12 @@ has a state-independent log-std parameter clamped to [-20, 2] as in the tutorial
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -50,6 +52,33 @@ def orthogonal_init(mlp: nn.Sequential, output_gain: float) -> None:
         gain = output_gain if layer is linears[-1] else np.sqrt(2)
         nn.init.orthogonal_(layer.weight, gain=gain)
         nn.init.zeros_(layer.bias)
+
+
+def inference_forward(mlp: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``mlp(x)`` for no-grad calls, without nn.Module's per-call machinery.
+
+    The rollout calls the actor on a few observations twice per vector step, where the
+    module calls cost as much as the maths: 30 us against 17 us for an 8 x 17 batch
+    through 64x64 tanh (scratch timing). The same kernels (F.linear, torch.tanh,
+    torch.relu) on the same parameters, so the same numbers to the bit; other layers
+    are called as they are. The parameters are referenced, not copied: the function
+    sees every update.
+    """
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            steps.append(functools.partial(F.linear, weight=layer.weight, bias=layer.bias))
+        elif type(layer) in (nn.Tanh, nn.ReLU):
+            steps.append(torch.tanh if isinstance(layer, nn.Tanh) else torch.relu)
+        else:
+            steps.append(layer)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return forward
 
 
 def as_tensor(obs: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:

@@ -2,7 +2,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from abe.networks import GaussianActor, ObservationNormalizer, build_mlp, count_parameters, summary_table
+import pytest
+
+from abe.networks import (
+    GaussianActor,
+    ObservationNormalizer,
+    build_mlp,
+    count_parameters,
+    inference_forward,
+    summary_table,
+)
 
 
 def test_tutorial_parameter_counts():
@@ -45,3 +54,16 @@ def test_observation_normalizer_matches_numpy_statistics():
     assert abs(normed.mean()) < 1e-3 and abs(normed.std() - 1) < 1e-3
     # The torch path (used by exported models) agrees with the numpy path.
     np.testing.assert_allclose(norm(torch.from_numpy(data)).numpy(), normed, atol=1e-5)
+
+
+@pytest.mark.parametrize(("activation", "layer_norm"), [("tanh", False), ("relu", False), ("elu", True)])
+def test_inference_forward_gives_the_modules_numbers_and_follows_updates(activation, layer_norm):
+    torch.manual_seed(0)
+    mlp = build_mlp(17, 6, 64, 2, activation, layer_norm)
+    forward = inference_forward(mlp)
+    x = torch.randn(8, 17)
+    with torch.no_grad():
+        assert torch.equal(forward(x), mlp(x))  # bit for bit: the rollout's actions must not move
+        for parameter in mlp.parameters():
+            parameter.add_(0.1)
+        assert torch.equal(forward(x), mlp(x))

@@ -52,6 +52,49 @@ def test_envpool_backend_repeats_itself_exactly(make_cfg, tmp_path):
     assert len(first) == 2 and first == returns("b")  # two pools stepping in threads, still exact
 
 
+def test_rollout_samples_what_the_policys_gaussian_samples(make_cfg):
+    # The rollout draws its actions in fewer torch calls than Normal(mean, std).sample();
+    # it must draw the same numbers from the same random stream.
+    cfg = make_cfg("env=halfcheetah", "env.backend=envpool", "trainer.num_envs=4", "logger=none")
+    envs = make_vector_env("HalfCheetah-v5", 4, "envpool", {}, 2)
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    rollout = Rollout(agent, envs, n_steps=5, seed=0)
+    torch.manual_seed(7)
+    rollout.collect()
+    envs.close()
+    batch, std = rollout.batch, agent.actor.std().detach()
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for t in range(5):
+            for group in envs.groups:  # the order the rollout draws in
+                mean = agent.actor.mean_net(torch.from_numpy(batch.obs[t, group]))
+                expected = torch.distributions.Normal(mean, std).sample().numpy()
+                np.testing.assert_array_equal(batch.act[t, group], expected)
+
+
+def test_envpool_backend_steps_as_envpools_own_api(make_cfg):
+    # EnvPoolVectorEnv calls EnvPool's C++ send/recv directly; its public Python API must
+    # give the same steps. Hopper under random actions falls: episode ends included.
+    import envpool
+
+    ours = make_vector_env("Hopper-v5", 4, "envpool", {}, 2)
+    theirs = [envpool.make("Hopper-v5", env_type="gymnasium", num_envs=2, num_threads=1, seed=s) for s in (0, 2)]
+    ours.reset(seed=0)
+    for pool in theirs:
+        pool.reset()
+    actions = np.random.default_rng(0).uniform(-1, 1, (300, 4, 3)).astype(np.float32)
+    ended = 0
+    for step_actions in actions:
+        obs, reward, terminated, truncated, _ = ours.step(step_actions)
+        for k, (group, pool) in enumerate(zip(ours.groups, theirs, strict=True)):
+            expected = pool.step(step_actions[group])
+            for mine, reference in zip((obs, reward, terminated, truncated), expected[:4], strict=True):
+                np.testing.assert_array_equal(mine[group], reference)
+        ended += int(terminated.sum())
+    ours.close()
+    assert ended > 4
+
+
 def test_rollout_learns_from_unclipped_float_actions_and_real_final_observations(make_cfg):
     # The tutorial cast actions to torch.long and took log-probs of clipped actions.
     # Pendulum truncates at 200 steps: the stored obs_next of that step must be the
