@@ -29,6 +29,7 @@ class Agent:
 
     algorithm: A2C
     normalizer: ObservationNormalizer
+    normalize_advantage: bool = False  # per update, to mean 0 and std 1 (not in Tianshou's A2C)
 
     @property
     def policy(self) -> ProbabilisticActorPolicy:
@@ -103,4 +104,5 @@ def build_agent(cfg: DictConfig, observation_space: gym.spaces.Box, action_space
         return_scaling=cfg.algo.return_scaling,
     )
     normalizer = ObservationNormalizer(obs_dim, enabled=cfg.algo.normalize_obs)
-    return Agent(algorithm=algorithm, normalizer=normalizer)
+    return Agent(algorithm=algorithm, normalizer=normalizer,
+                 normalize_advantage=cfg.algo.get("normalize_advantage", False))

@@ -52,6 +52,7 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "algo.normalize_obs": (lambda v: isinstance(v, bool), "true or false"),
     "algo.return_scaling": (lambda v: isinstance(v, bool), "true or false"),
     "algo.lr_decay": (lambda v: isinstance(v, bool), "true or false"),
+    "algo.normalize_advantage": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.total_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "trainer.num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "trainer.eval_every": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (env steps)"),
@@ -75,7 +76,7 @@ def _select(cfg: DictConfig, dotted: str):
 
 
 GROUPS = ("env", "network", "optimizer", "algo", "trainer", "logger")
-ADDED_LATER = {"n_seeds", "env.threads", "algo.lr_decay"}  # absent from configs saved by older runs: the default applies
+ADDED_LATER = {"n_seeds", "env.threads", "algo.lr_decay", "algo.normalize_advantage"}  # absent from configs saved by older runs: the default applies
 
 
 def validate(cfg: DictConfig) -> None:

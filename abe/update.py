@@ -66,6 +66,8 @@ def a2c_update(agent: Agent, batch: RolloutBatch) -> dict[str, float]:
     if not valid.all():
         mask = torch.from_numpy(valid)
         obs, value = obs[mask], value[mask.to(device)]
+    if agent.normalize_advantage:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     act = torch.as_tensor(batch.act.reshape(n_steps * num_envs, -1)[valid], device=device)
 
     (mean, std), _ = agent.actor(obs)

@@ -59,6 +59,28 @@ def test_update_leaves_the_weights_tianshous_update_leaves(make_cfg, return_scal
     assert ours.algorithm.ret_rms.var == pytest.approx(theirs.algorithm.ret_rms.var, rel=1e-6)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_normalized_advantages_make_the_actor_step_blind_to_the_reward_scale(make_cfg, normalize):
+    # With V = 0 and no return scaling, rewards x 100 give advantages x 100: normalised,
+    # the actor takes the same step; raw, a different one.
+    cfg = make_cfg("env=pendulum", "logger=none", "algo.return_scaling=false", "algo.vf_coef=0",
+                   "algo.max_grad_norm=null", "optimizer=sgd", f"algo.normalize_advantage={normalize}")
+    envs = make_vector_env("Pendulum-v1", 1)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    envs.close()
+    with torch.no_grad():
+        agent.critic.value_net[-1].weight.zero_()
+    scaled = copy.deepcopy(agent)
+    batch = random_rollout(np.random.default_rng(0))
+    a2c_update(agent, batch)
+    batch.rew *= 100
+    a2c_update(scaled, batch)
+    same = all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+               for a, b in zip(agent.actor.parameters(), scaled.actor.parameters(), strict=True))
+    assert same == normalize
+
+
 def test_gae_by_hand():
     # One env, three steps, the episode terminates after step 1 (index 1).
     rew = np.array([[1.0], [2.0], [3.0]])
