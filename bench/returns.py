@@ -55,20 +55,21 @@ def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
     """Whether a HalfCheetah policy runs upside down: torso pitch beyond 90 degrees for most
     of one deterministic episode. That local optimum, found in the first ~50k steps, is
     what splits HalfCheetah's returns into two groups (README "Returns")."""
-    import gymnasium as gym
     import numpy as np
 
+    from abe.envs import make_vector_env
     from abe.evaluation import episode_seeds
     from abe.sources import load_source
 
-    policy = load_source(str(checkpoint)).policy(deterministic=True)
-    env = gym.make("HalfCheetah-v5")
-    obs, _ = env.reset(seed=episode_seeds(seed, 1)[0])
+    source = load_source(str(checkpoint))
+    policy = source.policy(deterministic=True)
+    envs = make_vector_env(source.env_id, 1, "sync", source.env_kwargs)
+    obs, _ = envs.reset(seed=episode_seeds(seed, 1))
     pitch = []
-    for _ in range(1000):
-        obs, *_ = env.step(policy(obs[None])[0])
-        pitch.append(env.unwrapped.data.qpos[2])  # rooty: the torso's pitch in radians
-    env.close()
+    for _ in range(999):  # the episode's 1000th step would reset it
+        obs, *_ = envs.step(policy(obs))
+        pitch.append(envs.envs[0].unwrapped.data.qpos[2])  # rooty: the torso's pitch in radians
+    envs.close()
     return bool(np.mean(np.abs(pitch) > np.pi / 2) > 0.5)
 
 
