@@ -62,7 +62,7 @@ def inference_forward(mlp: nn.Sequential) -> Callable[[torch.Tensor], torch.Tens
     through 64x64 tanh (scratch timing). The same kernels (F.linear, torch.tanh,
     torch.relu) on the same parameters, so the same numbers to the bit; other layers
     are called as they are. The parameters are referenced, not copied: the function
-    sees every update.
+    sees every update. Module hooks do not run (abe registers none).
     """
     steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
     for layer in mlp:

@@ -102,7 +102,7 @@ class Rollout:
             # three calls it costs half. Drawing a whole rollout's noise in one call would
             # be another random stream (torch fills small and large tensors differently):
             # Hopper's 5-seed mean went from 1541 to 477 with it (README "Returns").
-            action = torch.randn(mean.shape, device=device).mul_(std).add_(mean).cpu().numpy()
+            action = torch.randn_like(mean).mul_(std).add_(mean).cpu().numpy()
             batch.obs[t, group], batch.act[t, group] = self.obs[group], action
             envs.send(k, agent.env_action(action))
 

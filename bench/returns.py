@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRESETS = ("halfcheetah", "hopper", "walker2d")
 sys.path.insert(0, str(ROOT))  # abe, for the HalfCheetah posture check
+PRESETS = ("halfcheetah", "hopper", "walker2d")
 TARGETS = {"halfcheetah": 3500, "hopper": 1500, "walker2d": 1500}  # issue 6: mean of 5 seeds at 1M
 
 
@@ -45,7 +45,12 @@ def train(preset: str, seed: int, out: Path, overrides: list[str]) -> dict:
         return {"preset": preset, "seed": seed, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     result = json.loads((run_dir / "result.json").read_text())
     wall_s = time.perf_counter() - start
-    back = result["env_id"].startswith("HalfCheetah") and runs_on_its_back(run_dir / "checkpoints" / "last.pt", seed)
+    back = False
+    if result["env_id"].startswith("HalfCheetah"):
+        try:
+            back = runs_on_its_back(run_dir / "checkpoints" / "last.pt", seed)
+        except Exception as error:  # a diagnostic: never lose the benchmark's other runs to it
+            print(f"{preset} seed {seed}: posture check failed: {error}", flush=True)
     print(f"{preset} seed {seed}: {result['eval/return_mean']:.1f}{' (on its back)' if back else ''}", flush=True)
     return {"preset": preset, "seed": seed, "return": result["eval/return_mean"], "env_id": result["env_id"],
             "env_steps": result["env_steps"], "fps": result["fps"], "wall_s": wall_s, "on_its_back": back}
@@ -53,8 +58,8 @@ def train(preset: str, seed: int, out: Path, overrides: list[str]) -> dict:
 
 def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
     """Whether a HalfCheetah policy runs upside down: torso pitch beyond 90 degrees for most
-    of one deterministic episode. That local optimum, found in the first ~50k steps, is
-    what splits HalfCheetah's returns into two groups (README "Returns")."""
+    of one deterministic episode. That local optimum is what splits HalfCheetah's returns
+    into two groups (README "Returns")."""
     import numpy as np
 
     from abe.envs import make_vector_env
@@ -70,7 +75,7 @@ def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
         obs, *_ = envs.step(policy(obs))
         pitch.append(envs.envs[0].unwrapped.data.qpos[2])  # rooty: the torso's pitch in radians
     envs.close()
-    return bool(np.mean(np.abs(pitch) > np.pi / 2) > 0.5)
+    return bool(np.mean(np.cos(pitch) < 0) > 0.5)  # cos: a full turn and back upright is upright
 
 
 def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]) -> str:

@@ -1,8 +1,7 @@
 import numpy as np
+import pytest
 import torch
 from torch import nn
-
-import pytest
 
 from abe.networks import (
     GaussianActor,
