@@ -25,7 +25,8 @@ def gaussian(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> torch.distribution
 @dataclass
 class Agent:
     """Everything that learns or is saved: the algorithm (policy, critic, optimizer)
-    and the observation statistics the policy was trained on."""
+    and the observation statistics the policy was trained on; plus the one update
+    setting Tianshou's A2C has no field for."""
 
     algorithm: A2C
     normalizer: ObservationNormalizer

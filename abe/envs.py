@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import warnings
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -203,9 +204,8 @@ class EnvPoolVectorEnv:
         if self._direct is None:
             pool.send(np.asarray(actions, dtype=self.single_action_space.dtype))
             return
-        action_keys, dtype, _ = self._direct
-        pool._send([np.array(actions, dtype=dtype, order="C") if key == "action" else pool.all_env_ids
-                    for key in action_keys])
+        pool._send([np.array(actions, dtype=self._direct.action_dtype, order="C") if key == "action"
+                    else pool.all_env_ids for key in self._direct.action_keys])
 
     def recv(self, group: int):
         """Wait for a group's step: (obs, reward, terminated, truncated, info); on the
@@ -213,7 +213,7 @@ class EnvPoolVectorEnv:
         if self._direct is None:
             return self.pools[group].recv()
         state = self.pools[group]._recv()
-        obs, reward, done, trunc = (state[i] for i in self._direct[2])
+        obs, reward, done, trunc = (state[i] for i in self._direct.state_index)
         return obs, reward, done & ~trunc, trunc, {}
 
     def step(self, actions: np.ndarray):
@@ -233,7 +233,13 @@ class EnvPoolVectorEnv:
             pool.close()
 
 
-def _direct_io(pool, version: str) -> tuple[list[str], np.dtype, list[int]] | None:
+class DirectIO(NamedTuple):
+    action_keys: list[str]  # the order _send takes its arrays in
+    action_dtype: np.dtype
+    state_index: list[int]  # where obs, reward, done and trunc are in _recv's list
+
+
+def _direct_io(pool, version: str) -> DirectIO | None:
     """What EnvPoolVectorEnv needs to call a pool's C++ _send/_recv itself, or None to
     go through pool.send/recv. The direct calls are envpool 1.2.5's send/recv less their
     Python (per-call dict building, checks, info unflattening: ~25 us of a ~65 us
@@ -246,7 +252,7 @@ def _direct_io(pool, version: str) -> tuple[list[str], np.dtype, list[int]] | No
             or sorted(action_keys) != ["action", "env_id", "players.env_id"] or "obs" not in state_keys):
         return None
     dtype = spec._action_spec[action_keys.index("action")][0]
-    return action_keys, dtype, [state_keys.index(key) for key in ("obs", "reward", "done", "trunc")]
+    return DirectIO(action_keys, dtype, [state_keys.index(key) for key in ("obs", "reward", "done", "trunc")])
 
 
 class SteppedInTurn:
