@@ -8,7 +8,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from abe.cli import launch, run_job
+from abe.commands.train import launch, run_job
 
 
 @hydra.main(config_path="conf", config_name="config")

@@ -1,0 +1,200 @@
+"""Where Hydra meets abe: composing configs, checking a command line before Hydra makes
+a run dir, and turning the raw DictConfig into abe's typed Config (the only place
+that does). Hydra's composition errors become one line that names the key and what
+is allowed."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from hydra.errors import (
+    ConfigCompositionException,
+    HydraException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from abe import CONFIG_DIR
+from abe.core.errors import ConfigError, first_line
+from abe.core.schema import Config, LoggerConfig
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Report bad input as one line on stderr and exit without a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def compose(overrides: list[str], config_dir: Path = CONFIG_DIR, config_name: str = "config",
+            with_hydra: bool = False) -> DictConfig:
+    """The job config Hydra would build for these overrides (no run dir, no side effects)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir.resolve())):
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """The typed config of a composed (or saved) job config; ConfigError if a value is bad."""
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"expected a config of keys, got {type(cfg).__name__}")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    return Config.from_dict(plain)
+
+
+def logger_config(overrides: list[str]) -> LoggerConfig:
+    """The `logger` group as these overrides compose it (e.g. the embedded store's folder)."""
+    return to_config(compose(overrides)).logger
+
+
+def check_runtime(cfg: Config) -> None:
+    """What the schema cannot know: the env exists and is continuous, the backend can
+    build it, and a tracking URI the user named answers. Imports Gymnasium and MuJoCo."""
+    from abe.envs.checks import check_backend, check_env_id
+    from abe.tracking.store import check_tracking_uri, user_tracking_uri
+
+    check_env_id(cfg.env.id)
+    check_backend(cfg.env.id, cfg.env.backend, cfg.env.kwargs)
+    if cfg.logger.tracking and user_tracking_uri(cfg.logger):
+        check_tracking_uri(user_tracking_uri(cfg.logger))
+
+
+def _plain_overrides(overrides: list[str], multirun: bool) -> list[str]:
+    """Overrides that name a single value: all of them for a run; for a sweep, those
+    that are not swept (each swept value is checked by its own job)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)  # raises on bad syntax
+    if not multirun:
+        return overrides
+    return [o.input_line for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
+
+
+def check_command_line(argv: list[str] | None = None) -> Config | None:
+    """Compose and check the config of `run.py`'s command line before Hydra runs.
+
+    Bad input then fails before any run dir, MLflow run or checkpoint exists. Returns
+    the config of a single run (None for a sweep or --help).
+    """
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.help or args.hydra_help or args.shell_completion or args.info:
+        return None
+    config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
+    config_name = args.config_name or "config"
+    try:
+        overrides = _plain_overrides(args.overrides, args.multirun)
+        cfg = to_config(compose(overrides, config_dir, config_name))
+        check_runtime(cfg)
+        if args.multirun:
+            _check_sweeper(args.overrides, config_dir, config_name)
+    except ConfigError as ex:
+        fail(str(ex))
+    except (HydraException, OmegaConfBaseException) as ex:
+        fail(explain_hydra_error(ex, _config_without(unknown_key(ex), args, config_dir)))
+    return None if args.multirun else cfg
+
+
+def _check_sweeper(overrides: list[str], config_dir: Path, config_name: str) -> None:
+    """abe's Optuna sweeper options, checked before Hydra opens the sweep's MLflow parent run."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeper = compose(fixed, config_dir, config_name, with_hydra=True).hydra.sweeper
+    if sweeper.get("_target_") == "abe.sweeps.optuna_sweeper.AbeOptunaSweeper":
+        from abe.sweeps.optuna_sweeper import check_options
+
+        check_options(sweeper.pruner, sweeper.pruner_warmup, sweeper.pruner_keep, sweeper.prune_on)
+
+
+def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:
+    """The config composed without the override of an unknown key (to list the real keys)."""
+    if key is None:
+        return None
+    rest = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") != key and "=" in o]
+    try:
+        return compose(_plain_overrides(rest, args.multirun), config_dir, args.config_name or "config")
+    except (HydraException, OmegaConfBaseException):
+        return None
+
+
+# Hydra 1.4 instantiates `hydra.callbacks` without an execution whitelist and warns
+# about every target. abe's config names one, its own; other targets still warn.
+# PYTHONWARNINGS carries the filter into joblib worker processes.
+_OWN_CALLBACK_WARNING = "hydra.utils.instantiate() resolved _target_='abe.tracking.sweep_parent.MlflowSweepCallback'"
+
+
+def trust_own_callback() -> None:
+    warnings.filterwarnings("ignore", message=re.escape(_OWN_CALLBACK_WARNING))
+    extra = f"ignore:{_OWN_CALLBACK_WARNING}"
+    current = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{current},{extra}" if current else extra
+
+
+_SEARCH_SPACE_ARG = re.compile(r"^hydra\.sweeper\.params\.(?P<key>[\w.]+)=(?P<quote>['\"]?)(?P<value>.*)(?P=quote)$")
+
+
+def search_space_args(argv: list[str]) -> list[str]:
+    """`hydra.sweeper.params.network.width=choice(64,128)` -> `network.width=choice(64,128)`.
+
+    Hydra refuses sweep syntax inside its own config, and `hydra.sweeper.params` cannot
+    hold a dotted key from the command line; hydra-optuna-sweeper reads a sweep override
+    of the key itself as the same search-space entry (command line over config)."""
+    return [_SEARCH_SPACE_ARG.sub(r"\g<key>=\g<value>", arg) for arg in argv]
+
+
+_GROUP_FROM_MISSING = re.compile(r"Could not (?:find|load) '([\w/]+)/([^']+)'")
+_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
+
+
+def unknown_key(ex: Exception) -> str | None:
+    """The dotted key of a `Could not override 'a.b'` composition error."""
+    found = _UNKNOWN_KEY.search(str(ex)) if isinstance(ex, ConfigCompositionException) else None
+    return found.group(1) if found else None
+
+
+def keys_near(cfg: DictConfig, dotted: str) -> str:
+    """The keys that exist next to an unknown dotted key, for the error message."""
+    parent, _, _ = dotted.rpartition(".")
+    node = cfg
+    for part in parent.split(".") if parent else []:
+        if not isinstance(node, DictConfig) or part not in node:
+            return ""
+        node = node[part]
+    names = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
+    return f"{parent or 'the top level'} has: {', '.join(map(str, names))}" if names else ""
+
+
+def explain_hydra_error(ex: Exception, base_cfg: DictConfig | None = None) -> str:
+    """One line for a Hydra composition error (unknown preset, unknown key, bad syntax)."""
+    text = str(ex)
+    if isinstance(ex, OverrideParseException):
+        detail = ex.message.strip().splitlines()[0]
+        return f"malformed override '{ex.override}': {detail}"
+    if isinstance(ex, MissingConfigException):
+        found = _GROUP_FROM_MISSING.search(text)
+        options = ", ".join(sorted(o for o in (ex.options or []) if not o.startswith("_")))
+        if found:
+            group, name = found.groups()
+            return f"{group}: unknown option '{name}'; allowed: {options or '(none)'}"
+        return first_line(ex)
+    key = unknown_key(ex)
+    if key:
+        near = keys_near(base_cfg, key) if base_cfg is not None else ""
+        return f"unknown config key '{key}'; " + (near or "see `python run.py --cfg job` for all keys")
+    if isinstance(ex, ConfigCompositionException):
+        lines = [line for line in text.splitlines() if line.strip()]
+        return " ".join(lines[:2])
+    return f"{type(ex).__name__}: {first_line(ex) if text.strip() else ''}"

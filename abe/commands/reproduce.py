@@ -1,0 +1,106 @@
+"""`python -m abe reproduce RUN_ID`: fetch a run's saved config from MLflow, train it
+again as a new run tagged with its source, and compare the eval returns step by step."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from abe import CONFIG_DIR, PROJECT_ROOT
+from abe.commands.sources import open_default_store
+from abe.core.errors import ConfigError
+from abe.core.result import OBJECTIVE
+from abe.core.schema import Config
+from abe.tracking.lookup import download, get_run
+
+CONFIG_KEYS = {f.name for f in dataclasses.fields(Config)}
+
+
+def _targets(node, path: str = "") -> list[str]:
+    if isinstance(node, DictConfig):
+        found = [f"{path}{k}" for k in node.keys() if str(k).startswith("_")]
+        return found + [t for k, v in node.items_ex(resolve=False) for t in _targets(v, f"{path}{k}.")]
+    if isinstance(node, ListConfig):
+        return [t for i, v in enumerate(node) for t in _targets(v, f"{path}{i}.")]
+    return []
+
+
+def load_saved_config(path: Path, run_id: str) -> DictConfig:
+    """A saved config is input from someone else's store: accept abe's keys only.
+
+    abe builds every object from plain values, so a `_target_` (or any `_key_` Hydra
+    would act on) or a `hydra:` section can only be an attempt to run code.
+    """
+    cfg = OmegaConf.load(path)
+    extra = sorted(set(map(str, cfg.keys())) - CONFIG_KEYS)
+    special = _targets(cfg)
+    if extra or special:
+        raise ConfigError(
+            f"run {run_id}: its saved config has keys abe does not use ({', '.join(extra + special)}); refusing to run it"
+        )
+    return cfg
+
+
+def _versions(tags: dict) -> dict:
+    return {k.removeprefix("versions."): v for k, v in tags.items() if k.startswith("versions.")}
+
+
+def why_different(source_tags: dict, new_tags: dict) -> str:
+    before, after = _versions(source_tags), _versions(new_tags)
+    changed = [f"{k} {before.get(k, '?')} -> {after.get(k, '?')}" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)]
+    if changed:
+        return "package versions differ: " + ", ".join(changed)
+    if source_tags.get("device") != new_tags.get("device"):
+        return f"device differs: {source_tags.get('device')} -> {new_tags.get('device')}"
+    return "same versions and device: this should not happen on CPU; please report it"
+
+
+def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> int:
+    client, uri = open_default_store(tracking_uri)
+    source = get_run(client, run_id, uri)
+    cfg = load_saved_config(download(client, run_id, "hydra/config.yaml", "saved config"), run_id)
+    config_dir = Path(tempfile.mkdtemp(prefix="abe-reproduce-"))
+    # abe's own (trusted) Hydra settings: console format, sweep callback.
+    ours = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    OmegaConf.save(OmegaConf.merge({"hydra": ours.hydra}, cfg), config_dir / "config.yaml")
+    run_dir = Path("outputs") / "reproduce" / run_id / time.strftime("%Y-%m-%d_%H-%M-%S")
+    print(f"reproducing run {run_id} ({source.info.run_name}) from its saved config")
+    proc = subprocess.run([
+        sys.executable, str(PROJECT_ROOT / "run.py"), "--config-path", str(config_dir), "--config-name", "config",
+        "logger.name=mlflow", f"logger.tracking_uri={uri}", f"++logger.tags.reproduces={run_id}",
+        f"hydra.run.dir={run_dir}", *overrides,
+    ])
+    if proc.returncode != 0:
+        return proc.returncode
+    result = json.loads((run_dir / "result.json").read_text())
+    return compare(client, source, result)
+
+
+def compare(client, source, result: dict) -> int:
+    """Print the eval returns side by side; 0 when every common evaluation matches exactly."""
+    before = {m.step: m.value for m in client.get_metric_history(source.info.run_id, OBJECTIVE)}
+    after = {e["env_steps"]: e[OBJECTIVE] for e in result["evaluations"]}
+    steps = sorted(set(before) & set(after))
+    new_run = client.get_run(result["mlflow_run_id"])
+    print(f"\n{'env steps':>12}  {'original':>12}  {'reproduced':>12}  match")
+    for step in steps:
+        print(f"{step:>12,}  {before[step]:>12.4f}  {after[step]:>12.4f}  {'yes' if before[step] == after[step] else 'NO'}")
+    if not steps:
+        verdict, code = "nothing to compare: no evaluation at the same env steps (did overrides change them?)", 1
+    elif all(before[s] == after[s] for s in steps):
+        verdict, code = f"reproduced exactly: {len(steps)}/{len(steps)} evaluations match", 0
+    else:
+        matching = sum(before[s] == after[s] for s in steps)
+        verdict = f"differs: {matching}/{len(steps)} evaluations match; " + why_different(source.data.tags, new_run.data.tags)
+        code = 1
+    client.set_tag(new_run.info.run_id, "reproduction", verdict)
+    print(f"{verdict}\nnew run: {new_run.info.run_id}")
+    return code

@@ -1,0 +1,50 @@
+"""What a training run produces, typed; and the name of the objective sweeps optimise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OBJECTIVE = "eval/return_mean"  # the final evaluation's mean return: what every sweep maximises
+
+
+@dataclass
+class TrainResult:
+    """The end of one training run, as written to result.json."""
+
+    env_id: str
+    seed: int
+    eval_return_mean: float
+    eval_return_std: float
+    env_steps: int
+    updates: int
+    wall_time_s: float
+    fps: float
+    checkpoint: Path
+    evaluations: list[dict] = field(default_factory=list)  # one record of metrics per evaluation
+    stopped_early: str | None = None  # why training stopped before its budget (a callback said so)
+    mlflow_run_id: str | None = None
+
+    def to_dict(self) -> dict:
+        result = {
+            OBJECTIVE: self.eval_return_mean,
+            "eval/return_std": self.eval_return_std,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_time_s": self.wall_time_s,
+            "fps": self.fps,
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "checkpoint": str(self.checkpoint),
+            "evaluations": self.evaluations,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+        if self.stopped_early:
+            result["stopped_early"] = self.stopped_early
+        return result
+
+    def write(self, run_dir: Path) -> Path:
+        path = run_dir / "result.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path

@@ -1,0 +1,184 @@
+"""hydra-optuna-sweeper with pruning, abandoned-trial cleanup, progress and plots.
+
+Hydra runs each trial as a job, possibly in another process (joblib launcher), so
+the job never sees the sweeper's `optuna.Trial`. abe crosses that boundary through
+the study's storage: the sweeper passes each job its trial id in environment
+variables (`hydra.job.env_set`); the job reports to the same study and marks its trial
+PRUNED itself (abe.sweeps.pruning). The sweeper then `tell`s with
+`skip_if_finished=True`, so trials that their job already finished are left as they are.
+
+Selected with `hydra/sweeper=abe_optuna` (what `hparams_search=lr_gamma` does); it
+takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`,
+`pruner_keep`, `prune_on` and `fail_running_trials`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import optuna
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.types import Quote, QuotedString
+from hydra_plugins.hydra_optuna_sweeper import _impl
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+from abe.core.errors import ConfigError
+from abe.sweeps.pruning import (
+    ENV_PRUNE_ON, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNE_ON, PRUNERS, make_pruner,
+)
+
+log = logging.getLogger(__name__)
+
+_create_study = optuna.create_study  # the original, while sweep() patches the module's
+
+
+@dataclass
+class AbeOptunaSweeperConf(OptunaSweeperConf):
+    _target_: str = "abe.sweeps.optuna_sweeper.AbeOptunaSweeper"
+    pruner: str = "median"  # median | percentile | hyperband | none
+    pruner_warmup: float = 0.25  # fraction of trainer.total_steps before median/percentile pruning may stop a trial
+    pruner_keep: float = 0.25  # percentile pruner: the share of trials that goes on at each evaluation
+    # What trials are compared on while they run. The final objective stays the eval
+    # return; the stochastic training return tracks learning more steadily (bench/).
+    prune_on: str = "train/episode_return"
+    # RUNNING trials found at the start were left by an interrupted sweep: mark them FAIL.
+    # Set false for the 2nd and later sweepers that share one study at the same time.
+    fail_running_trials: bool = True
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
+
+
+class AbeOptunaSweeper(OptunaSweeper):
+    def __init__(self, pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str,
+                 fail_running_trials: bool, **kwargs) -> None:
+        check_options(pruner, pruner_warmup, pruner_keep, prune_on)
+        super().__init__(**kwargs)
+        self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
+        self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}:{pruner_keep}"
+        self.sweeper.fail_running_trials = fail_running_trials
+        self.sweeper.prune_on = prune_on
+
+
+def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str) -> None:
+    """abe's own sweeper options; run.py checks them before a sweep starts (abe.commands.hydra_edge)."""
+    if pruner not in PRUNERS:
+        raise ConfigError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
+    if not 0.0 <= pruner_warmup < 1.0:
+        raise ConfigError(f"hydra.sweeper.pruner_warmup: got {pruner_warmup}; allowed: a share of trainer.total_steps in [0, 1)")
+    if not 0.0 < pruner_keep <= 1.0:
+        raise ConfigError(f"hydra.sweeper.pruner_keep: got {pruner_keep}; allowed: a share of trials in (0, 1], e.g. 0.25")
+    if prune_on not in PRUNE_ON:
+        raise ConfigError(f"hydra.sweeper.prune_on: got '{prune_on}'; allowed: {', '.join(PRUNE_ON)}")
+
+
+class PruningSweeperImpl(_impl.OptunaSweeperImpl):
+    pruner_spec: str = "median:0"
+    fail_running_trials: bool = True
+    prune_on: str = "train/episode_return"
+
+    def sweep(self, arguments: list[str]) -> None:
+        if self.storage is None and self.pruner_spec != "none":
+            log.warning("hydra.sweeper.storage is not set: trials cannot report to the study, so no pruning")
+        # The stock sweep() builds its study with optuna.create_study; abe's adds the
+        # pruner and the tell that leaves finished (pruned) trials alone.
+        with mock.patch.object(_impl.optuna, "create_study", self._create_study):
+            super().sweep(arguments)
+        self._after_sweep()
+
+    def _create_study(self, **kwargs) -> optuna.Study:
+        study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        abandoned = running if self.fail_running_trials else []
+        for trial in abandoned:  # left RUNNING by an interrupted sweep of this study
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        if abandoned:
+            log.warning("marked %d trial(s) of an interrupted sweep as FAIL", len(abandoned))
+        tell = study.tell
+
+        def tell_and_report(*args, **kwargs):
+            frozen = tell(*args, skip_if_finished=True, **kwargs)
+            log.info(progress_line(study))
+            return frozen
+
+        study.tell = tell_and_report
+        self.study = study
+        return study
+
+    def _configure_trials(self, trials, *args, **kwargs):
+        overrides = super()._configure_trials(trials, *args, **kwargs)
+        if self.storage is None:
+            return overrides
+        channel = {ENV_STUDY: self.study.study_name, ENV_STORAGE: str(self.storage), ENV_PRUNER: self.pruner_spec,
+                   ENV_PRUNE_ON: self.prune_on}
+        env = [f"+hydra.job.env_set.{k}={QuotedString(text=v, quote=Quote.single).with_quotes()}"
+               for k, v in channel.items()]
+        return [
+            tuple(o) + tuple(env) + (f"+hydra.job.env_set.{ENV_TRIAL}={t._trial_id}",)
+            for o, t in zip(overrides, trials, strict=True)
+        ]
+
+    def _after_sweep(self) -> None:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        write_study_plots(self.study, sweep_dir)
+        completed = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if completed:
+            best = self.study.best_trial
+            fixed = [a for a in self.config.hydra.overrides.task if a.split("=")[0] not in best.params]
+            fixed = [a for a in fixed if not a.startswith("hparams_search")]
+            command = shlex.join(["python", "run.py", *fixed, *(f"{k}={v}" for k, v in best.params.items())])
+            (sweep_dir / "best_command.txt").write_text(command + "\n")
+            log.info("re-train the best trial (#%d, %.1f):\n  %s", best.number, best.value, command)
+
+
+def progress_line(study: optuna.Study) -> str:
+    states = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    count = {s: sum(t.state == s for t in trials) for s in (states.COMPLETE, states.PRUNED, states.FAIL)}
+    line = (f"trials: {len(trials)} ({count[states.COMPLETE]} complete, {count[states.PRUNED]} pruned, "
+            f"{count[states.FAIL]} failed)")
+    if count[states.COMPLETE]:
+        best = study.best_trial
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        line += f"; best so far {best.value:.1f} (#{best.number}: {params})"
+    return line
+
+
+def write_study_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
+    """Optuna's optimisation history, parameter importances and lr x gamma contour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    params = sorted({p for t in complete for p in t.params})
+    plots = {"optuna_history.png": lambda: ovm.plot_optimization_history(study)}
+    if len(complete) >= 2 and len(params) >= 2:
+        plots["optuna_importances.png"] = lambda: ovm.plot_param_importances(study)
+    if len(complete) >= 2 and {"lr", "gamma"} <= set(params):
+        plots["optuna_contour_lr_gamma.png"] = lambda: ovm.plot_contour(study, params=["lr", "gamma"])
+    written = []
+    for name, plot in plots.items():
+        try:
+            axes = plot()
+        except (ValueError, RuntimeError) as ex:  # too few distinct values for this plot
+            log.info("skipped %s: %s", name, ex)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        figure.savefig(sweep_dir / name)
+        plt.close(figure)
+        written.append(sweep_dir / name)
+    return written

@@ -1,0 +1,72 @@
+"""The job's side of pruning: report to its Optuna trial at every evaluation, and stop
+training (a callback that says stop) when the pruner says so."""
+
+from __future__ import annotations
+
+import os
+
+import optuna
+
+from abe.core.result import OBJECTIVE
+from abe.training.callbacks import Callback
+
+PRUNERS = ("median", "percentile", "hyperband", "none")
+PRUNE_ON = ("train/episode_return", OBJECTIVE)
+# How the sweeper tells each job its trial (hydra.job.env_set): see abe.sweeps.optuna_sweeper.
+ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
+    "ABE_OPTUNA_TRIAL_ID", "ABE_OPTUNA_STUDY", "ABE_OPTUNA_STORAGE", "ABE_OPTUNA_PRUNER", "ABE_OPTUNA_PRUNE_ON",
+)
+
+
+def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
+    """`median:W` / `percentile:W:K` / `hyperband` / `none`.
+
+    median and percentile wait for 3 finished trials and for W x total_steps env steps
+    of each trial (pruning on early HalfCheetah evaluations stopped the best trial:
+    docs/lab-notes.md, "Sweep pruning"); then, at each report, median stops a trial
+    below the median of the finished trials at that step, percentile one outside their
+    top K (a share: 0.25 = the top quarter goes on)."""
+    name, _, rest = spec.partition(":")
+    warmup, _, keep = rest.partition(":")
+    warmup_steps = int(float(warmup or 0) * total_steps)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_steps, interval_steps=1)
+    if name == "percentile":  # Optuna's percentile is the share kept, in percent
+        return optuna.pruners.PercentilePruner(100 * float(keep), n_startup_trials=3, n_warmup_steps=warmup_steps)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+class TrialReporter(Callback):
+    """Reports `prune_on` to the job's trial after each evaluation; says stop when the
+    pruner does. The last evaluation is reported but never pruned: training is over,
+    and pruning it would only throw away a finished trial's result."""
+
+    def __init__(self, total_steps: int) -> None:
+        self.study = optuna.load_study(
+            study_name=os.environ[ENV_STUDY], storage=os.environ[ENV_STORAGE],
+            pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
+        )
+        self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
+        self.total_steps = total_steps
+        self.metric = os.environ.get(ENV_PRUNE_ON, OBJECTIVE)
+        self.last_value: float | None = None  # the objective at the last report
+
+    @staticmethod
+    def for_this_job(total_steps: int) -> TrialReporter | None:
+        """A reporter when the Optuna sweeper runs this job with a study storage."""
+        return TrialReporter(total_steps) if ENV_TRIAL in os.environ else None
+
+    def on_evaluation(self, trainer, record: dict) -> bool:
+        value = record.get(self.metric, record[OBJECTIVE])  # no finished episode yet
+        env_steps = record["env_steps"]
+        self.last_value = record[OBJECTIVE]
+        self.trial.report(value, env_steps)
+        if env_steps < self.total_steps and self.trial.should_prune():
+            self.stop_reason = f"pruned by Optuna at {env_steps:,} env steps ({self.metric} {value:.1f})"
+            return False
+        return True
+
+    def mark_pruned(self) -> None:
+        self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)

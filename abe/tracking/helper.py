@@ -1,0 +1,179 @@
+"""The MLflow tracker in a helper process, so tracking costs training almost nothing.
+
+Importing MLflow and opening its SQLAlchemy store take seconds, most of what tracking
+costs a run (bench/tracking_overhead.py). A helper process does all MLflow work on the
+other core: `prewarm()` starts it when run.py starts, so MLflow imports while the
+training process imports torch and builds its envs; training then sends params,
+metrics, the model and the artifacts down a pipe and only waits at the end, until the
+run is complete in the store.
+
+The helper also ends the run when the training process dies without saying how (kill
+-9, out of memory): it sees the pipe close and marks the run KILLED, so no run stays
+RUNNING. Ctrl-C reaches the whole process group; the helper ignores it and waits for
+the training process to send the KILLED status.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from abe import PROJECT_ROOT
+from abe.core.errors import ConfigError, first_line
+from abe.core.result import TrainResult
+from abe.core.schema import Config
+from abe.core.secrets import mask_secrets
+
+_prewarmed = None
+
+
+def prewarm() -> None:
+    """Start a helper now (it imports MLflow meanwhile); the next tracker uses it."""
+    global _prewarmed
+    if _prewarmed is None:
+        _prewarmed = _start_helper()
+
+
+def _start_helper() -> tuple[subprocess.Popen, Connection]:
+    # A plain subprocess and a socket pair rather than multiprocessing: it starts
+    # without re-importing run.py, and from joblib's loky workers too (whose start
+    # method multiprocessing cannot hand on).
+    ours, theirs = socket.socketpair()
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from abe.tracking.helper import serve; serve({theirs.fileno()})"],
+        pass_fds=[theirs.fileno()], env={**os.environ, "PYTHONPATH": path},
+    )
+    theirs.close()
+    return process, Connection(ours.detach())
+
+
+def _take_helper() -> tuple[subprocess.Popen, Connection]:
+    global _prewarmed
+    helper, _prewarmed = _prewarmed, None
+    if helper is not None and helper[0].poll() is None:
+        return helper
+    return _start_helper()
+
+
+def _send(conn: Connection, message) -> None:
+    # Plain pickle: Connection.send's pickler would pass torch tensors as shared
+    # memory, which needs a multiprocessing-spawned peer.
+    conn.send_bytes(pickle.dumps(message))
+
+
+def _recv(conn: Connection):
+    return pickle.loads(conn.recv_bytes())
+
+
+class BackgroundTracker:
+    """abe.tracking.mlflow_run.MlflowTracker's interface; the work happens in the helper."""
+
+    def __init__(self, cfg: Config, run_dir: Path, overrides: list[str], device: str,
+                 parent_run_id: str | None = None, resume_run_id: str | None = None, wait: bool = False):
+        self._process, self._conn = _take_helper()
+        if parent_run_id is not None:
+            prewarm()  # in a sweep, the next job in this process finds its helper ready
+        self._run_id: str | None = None
+        self._start_error: str | None = None
+        start = (cfg.to_dict(), str(run_dir), overrides, parent_run_id, resume_run_id, device)
+        _send(self._conn, ("start", start))
+        if wait:  # a store the user named: fail before training if it cannot take the run
+            _ = self.run_id
+
+    @property
+    def run_id(self) -> str:
+        if self._start_error is not None:
+            raise ConfigError(self._start_error)
+        if self._run_id is None:
+            try:
+                self._run_id = self._reply("started")
+            except ConfigError as ex:  # the store refused the run: there is none to end
+                self._start_error = str(ex)
+                raise
+        return self._run_id
+
+    def _reply(self, expected: str):
+        try:
+            kind, value = _recv(self._conn)
+        except (EOFError, OSError):
+            raise ConfigError("logger: the MLflow helper process ended unexpectedly") from None
+        if kind == "error":
+            raise ConfigError(value)
+        assert kind == expected, (kind, expected)
+        return value
+
+    def _post(self, name: str, *args) -> None:
+        if self._run_id is None and self._conn.poll():  # the start's answer came in: an error?
+            _ = self.run_id
+        _send(self._conn, (name, args))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self._post("log_metrics", metrics, step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._post("set_tags", tags)
+
+    def log_model(self, model, input_example) -> None:
+        self._post("log_model", model, input_example)
+
+    def finish(self, result: TrainResult | None, run_dir: Path, status: str, error: str | None = None) -> None:
+        """Send the end of the run and wait until the helper has written it all."""
+        try:
+            if self._start_error is not None:
+                return  # already reported where it happened
+            _ = self.run_id
+            _send(self._conn, ("finish", (result, run_dir, status, error)))
+            self._reply("finished")
+        finally:
+            self._conn.close()
+            self._process.wait(timeout=60)
+
+
+def serve(fd: int) -> None:
+    """The helper process: import MLflow, then run one tracker as the messages say."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    import mlflow  # noqa: F401  (the slow import, done while the trainer starts up)
+
+    from abe.tracking.mlflow_run import MlflowTracker
+
+    tracker, failure = None, None
+    try:
+        kind, (container, run_dir, overrides, parent, resume, device) = _recv(conn)
+        try:
+            tracker = MlflowTracker(Config.from_dict(container), Path(run_dir), overrides, parent, resume, device=device)
+        except Exception as ex:  # ConfigError: the store refused; anything else: say what
+            _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
+            return
+        _send(conn, ("started", tracker.run_id))
+        tracker.warm_up_model_logging()  # while training runs, not at its end
+
+        while True:
+            kind, args = _recv(conn)
+            try:
+                if kind == "finish":
+                    tracker.finish(*args)
+                    _send(conn, ("finished", None) if failure is None else ("error", failure))
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(0)  # all is stored; skip over a second of interpreter teardown
+                if failure is None:
+                    getattr(tracker, kind)(*args)
+            except Exception as ex:  # keep training; report at the end, end the run FAILED
+                failure = mask_secrets(f"logger: MLflow {kind} failed: {first_line(ex)}")
+                if kind == "finish":
+                    _send(conn, ("error", failure))
+                    tracker.mlflow.end_run(status="FAILED")
+                    return
+    except (EOFError, OSError):  # the training process ended without finishing the run
+        # (OSError: a broken pipe, when it died before the run had even started)
+        if tracker is not None:
+            tracker.set_tags({"error": "the training process ended without reporting (killed?)"})
+            tracker.mlflow.end_run(status="KILLED")

@@ -1,0 +1,125 @@
+"""One MLflow parent run per Hydra multirun, one nested child run per job.
+
+A Hydra callback: `on_multirun_start` runs in the launching process and creates the
+parent run; it writes the parent's id into the sweep dir, where every job (in this
+process, or in a joblib worker process) finds it and nests its own run under it.
+`on_multirun_end` puts the best child's params and value on the parent, with a plot of
+the objective against `lr` and `gamma`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from abe.core.result import OBJECTIVE
+from abe.core.schema import LoggerConfig
+
+log = logging.getLogger(__name__)
+
+PARENT_ID_FILE = "mlflow_parent_run_id"
+_launched_parents: list[tuple[str, str]] = []  # (tracking uri, run id) made by this process
+
+
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    path = Path(sweep_dir) / PARENT_ID_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def _tracking(config: DictConfig) -> bool:
+    return config.get("logger", {}).get("name") == "mlflow"
+
+
+def _logger_config(config: DictConfig) -> LoggerConfig:
+    """The sweep's logger settings, typed (Hydra hands callbacks its raw config)."""
+    return LoggerConfig.from_dict(OmegaConf.to_container(config.logger, resolve=True), "logger.")
+
+
+class MlflowSweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if not _tracking(config):
+            return
+        from abe.tracking.store import connect
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        client, experiment_id, uri = connect(_logger_config(config))
+        overrides = " ".join(config.hydra.overrides.task)
+        run = client.create_run(
+            experiment_id,
+            run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}",
+            tags={"sweep_dir": str(sweep_dir.resolve()), "hydra_overrides": overrides, "abe.sweep": "parent"},
+        )
+        (sweep_dir / PARENT_ID_FILE).write_text(run.info.run_id)
+        _launched_parents.append((uri, run.info.run_id))
+        log.info("MLflow sweep run %s (%s)", run.info.run_id, config.logger.experiment)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if not _tracking(config):
+            return
+        parent = parent_run_id(config.hydra.sweep.dir)
+        if parent is None:
+            return
+        from abe.tracking.store import connect
+
+        client, _, uri = connect(_logger_config(config))
+        try:
+            summarise_sweep(client, parent, Path(config.hydra.sweep.dir))
+            client.set_terminated(parent, "FINISHED")
+        except Exception as ex:
+            client.set_tag(parent, "error", f"{type(ex).__name__}: {ex}"[:5000])
+            client.set_terminated(parent, "FAILED")
+            raise
+        finally:
+            if (uri, parent) in _launched_parents:
+                _launched_parents.remove((uri, parent))
+
+
+def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
+    """Best child's params and value onto the parent, plus the objective plot."""
+    from abe.core.plots import sweep_plot
+
+    parent_run = client.get_run(parent)
+    children = client.search_runs(
+        [parent_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+        max_results=10_000,
+    )
+    finished = [c for c in children if c.info.status == "FINISHED" and OBJECTIVE in c.data.metrics]
+    client.set_tag(parent, "sweep_trials", str(len(children)))
+    client.set_tag(parent, "sweep_failed", str(sum(c.info.status == "FAILED" for c in children)))
+    client.set_tag(parent, "sweep_pruned", str(sum(c.data.tags.get("optuna_state") == "PRUNED" for c in children)))
+    if not finished:
+        return None
+    best = max(finished, key=lambda c: c.data.metrics[OBJECTIVE])
+    # Under the children's own metric name, so the runs table and charts compare the
+    # sweep's best value with single runs in the same column.
+    client.log_metric(parent, OBJECTIVE, best.data.metrics[OBJECTIVE])
+    client.set_tag(parent, "best_run_id", best.info.run_id)
+    for key in ("lr", "gamma", "seed", "env.id"):
+        if key in best.data.params:
+            client.log_param(parent, f"best.{key}", best.data.params[key])
+    points = [
+        (float(c.data.params["lr"]), float(c.data.params["gamma"]), c.data.metrics[OBJECTIVE])
+        for c in finished
+    ]
+    plot = sweep_plot(points, sweep_dir / "sweep_objective.png")
+    client.log_artifact(parent, str(plot))
+    # what the Optuna sweeper wrote: its plots, best params, the re-train command
+    for name in sorted(p.name for p in sweep_dir.glob("optuna_*.png")) + ["optimization_results.yaml", "best_command.txt"]:
+        if (sweep_dir / name).exists():
+            client.log_artifact(parent, str(sweep_dir / name))
+    return {"run_id": best.info.run_id, OBJECTIVE: best.data.metrics[OBJECTIVE]}
+
+
+def kill_unfinished_parents() -> None:
+    """Ctrl-C or SIGTERM during a sweep: mark this process's parent runs KILLED."""
+    if not _launched_parents:
+        return
+    import mlflow
+
+    for uri, run_id in _launched_parents:
+        mlflow.MlflowClient(tracking_uri=uri).set_terminated(run_id, "KILLED")
+    _launched_parents.clear()

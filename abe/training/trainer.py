@@ -1,0 +1,68 @@
+"""What the training loop carries, and what its callbacks see."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from abe.agent.agent import Agent
+from abe.agent.rollout import Rollout
+from abe.core.result import OBJECTIVE
+from abe.core.schema import Config
+from abe.training.evaluation import evaluate
+
+
+@dataclass
+class TrainingState:
+    """What the loop carries between updates; saved in every checkpoint."""
+
+    env_steps: int = 0
+    updates: int = 0
+    next_eval: int = 0
+    wall_time_s: float = 0.0  # spent before this process (resumed runs)
+    episode_returns: list[float] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "episode_returns": self.episode_returns[-100:]}
+
+
+@dataclass
+class Trainer:
+    """What callbacks see: the config, the agent and its envs, the loop's state."""
+
+    cfg: Config
+    agent: Agent
+    envs: object
+    eval_envs: object
+    rollout: Rollout
+    state: TrainingState
+    checkpoint_path: Path
+    start: float = 0.0  # perf_counter() at which this run would have started, resumes included
+    stopped_early: str | None = None  # why a callback stopped training before its budget
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.cfg.algo.n_steps * self.cfg.trainer.num_envs
+
+    def evaluate(self, losses: dict[str, float]) -> dict:
+        """Evaluation episodes with the mean action; the record of this evaluation."""
+        state = self.state
+        state.next_eval += self.cfg.trainer.eval_every
+        elapsed = time.perf_counter() - self.start
+        returns = evaluate(self.agent, self.eval_envs, self.cfg.seed)
+        record = {
+            "env_steps": state.env_steps,
+            OBJECTIVE: float(returns.mean()),
+            "eval/return_std": float(returns.std()),
+            "perf/fps": state.env_steps / elapsed,
+            "train/lr": self.agent.optimizer.param_groups[0]["lr"],
+            **losses,
+        }
+        if state.episode_returns:
+            record["train/episode_return"] = float(np.mean(state.episode_returns[-20:]))
+        state.evaluations.append(record)
+        return record
