@@ -3,7 +3,7 @@
 Runs abe's Rollout and A2C update (no evaluation, no tracking) on HalfCheetah-v5 with
 16 envs and reports, per 16-env step, the wall time and the training thread's own CPU
 time of each part, plus the whole process's CPU/wall ratio (2.0 = both cores busy).
-The README's explanation of the throughput numbers quotes this script.
+docs/benchmarks.md ("Training throughput") quotes this script.
 
     .venv/bin/python bench/loop_profile.py [--backend envpool] [--rollouts 800]
 """
@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from abe.agent import build_agent  # noqa: E402
-from abe.cli import compose  # noqa: E402
-from abe.envs import make_vector_env  # noqa: E402
-from abe.rollout import Rollout  # noqa: E402
-from abe.update import a2c_update  # noqa: E402
+from abe.agent.agent import build_agent
+from abe.agent.rollout import Rollout
+from abe.agent.update import a2c_update
+from abe.commands.hydra_edge import compose, to_config
+from abe.envs.vector import make_vector_env
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=800)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = compose(["logger=none", f"env.backend={args.backend}"])
+    cfg = to_config(compose(["logger=none", f"env.backend={args.backend}"]))
     envs = make_vector_env(cfg.env.id, cfg.trainer.num_envs, args.backend, {}, 0)
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
     rollout = Rollout(agent, envs, cfg.algo.n_steps, 0)
@@ -52,15 +52,21 @@ def main() -> None:
     envs.close()
     vector_steps = args.rollouts * cfg.algo.n_steps
     per = {k: 1e6 / vector_steps for k in wall}
-    print(f"{cfg.env.id}, {cfg.trainer.num_envs} envs, backend={args.backend}: "
-          f"{vector_steps * cfg.trainer.num_envs / total:,.0f} env steps/s without evaluation")
+    print(
+        f"{cfg.env.id}, {cfg.trainer.num_envs} envs, backend={args.backend}: "
+        f"{vector_steps * cfg.trainer.num_envs / total:,.0f} env steps/s without evaluation"
+    )
     for part in wall:
-        print(f"  {part:8s} per 16-env step: wall {wall[part] * per[part]:6.0f} us, "
-              f"training thread CPU {cpu[part] * per[part]:6.0f} us")
+        print(
+            f"  {part:8s} per 16-env step: wall {wall[part] * per[part]:6.0f} us, "
+            f"training thread CPU {cpu[part] * per[part]:6.0f} us"
+        )
     print(f"  process CPU / wall: {(time.process_time() - process_start) / total:.2f}")
-    print(f"  one update on the same {cfg.algo.n_steps * cfg.trainer.num_envs} transitions: "
-          f"abe.update {time_update(lambda: a2c_update(agent, rollout.batch)):.2f} ms, "
-          f"Tianshou's A2C.update(buffer) {time_update(tianshou_update(agent, rollout.batch)):.2f} ms")
+    print(
+        f"  one update on the same {cfg.algo.n_steps * cfg.trainer.num_envs} transitions: "
+        f"abe.update {time_update(lambda: a2c_update(agent, rollout.batch)):.2f} ms, "
+        f"Tianshou's A2C.update(buffer) {time_update(tianshou_update(agent, rollout.batch)):.2f} ms"
+    )
 
 
 def tianshou_update(agent, batch):
@@ -71,8 +77,17 @@ def tianshou_update(agent, batch):
     n_steps, num_envs = batch.rew.shape
     buffer = VectorReplayBuffer(total_size=n_steps * num_envs, buffer_num=num_envs)
     for t in range(n_steps):
-        buffer.add(Batch(obs=batch.obs[t], act=batch.act[t], rew=batch.rew[t], terminated=batch.terminated[t],
-                         truncated=batch.truncated[t], obs_next=batch.obs_next[t], info={}))
+        buffer.add(
+            Batch(
+                obs=batch.obs[t],
+                act=batch.act[t],
+                rew=batch.rew[t],
+                terminated=batch.terminated[t],
+                truncated=batch.truncated[t],
+                obs_next=batch.obs_next[t],
+                info={},
+            )
+        )
 
     def update():
         with policy_within_training_step(agent.policy):

@@ -31,7 +31,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abe.optuna_sweeper import PRUNERS, make_pruner  # noqa: E402
+from abe.sweeps.pruning import PRUNERS, make_pruner
 
 SPECS = ("none", "median:0.25", "median:0.1", "percentile:0.25:0.25")  # name:warm-up[:keep], as the sweeper's options
 
@@ -42,8 +42,14 @@ def load_curves(sweep_dir: Path) -> list[dict]:
     curves = []
     for job in jobs:
         result = json.loads((job / "result.json").read_text())
-        curves.append({"job": int(job.name), "evaluations": result["evaluations"], "final": result["eval/return_mean"],
-                       "total": result["env_steps"]})
+        curves.append(
+            {
+                "job": int(job.name),
+                "evaluations": result["evaluations"],
+                "final": result["eval/return_mean"],
+                "total": result["env_steps"],
+            }
+        )
     return curves
 
 
@@ -75,7 +81,9 @@ def main() -> None:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--metric", default="train/episode_return")
     parser.add_argument("--orders", type=int, default=0, help="also replay in this many shuffled orders")
-    parser.add_argument("--specs", default=",".join(SPECS), help="pruner specs, as abe.optuna_sweeper.make_pruner reads them")
+    parser.add_argument(
+        "--specs", default=",".join(SPECS), help="pruner specs, as abe.optuna_sweeper.make_pruner reads them"
+    )
     args = parser.parse_args()
     unknown = [spec for spec in args.specs.split(",") if spec.split(":")[0] not in PRUNERS]
     if unknown:
@@ -84,13 +92,17 @@ def main() -> None:
     curves = load_curves(args.sweep_dir)
     full = sum(c["total"] for c in curves)
     best_job = max(curves, key=lambda c: c["final"])
-    print(f"{len(curves)} trials from {args.sweep_dir}; unpruned: {full:,} env steps, best {best_job['final']:.1f} "
-          f"(job {best_job['job']}); pruning on {args.metric}")
+    print(
+        f"{len(curves)} trials from {args.sweep_dir}; unpruned: {full:,} env steps, best {best_job['final']:.1f} "
+        f"(job {best_job['job']}); pruning on {args.metric}"
+    )
     for spec in args.specs.split(","):
         spent, best, pruned = replay(curves, spec, args.metric)
         stops = ", ".join(f"#{job}@{step // 1000}k" for job, step in pruned) or "none"
-        print(f"  {spec:22s} {spent:>11,} env steps ({100 * (1 - spent / full):4.0f}% saved)  best {best:8.1f}  "
-              f"stopped: {stops}")
+        print(
+            f"  {spec:22s} {spent:>11,} env steps ({100 * (1 - spent / full):4.0f}% saved)  best {best:8.1f}  "
+            f"stopped: {stops}"
+        )
     if args.orders:
         print(f"in {args.orders} shuffled orders of the same trials:")
         for spec in args.specs.split(","):
@@ -110,9 +122,11 @@ def shuffled_replays(curves: list[dict], spec: str, metric: str, orders: int) ->
         saved.append(1 - spent / full)
         kept_first += first not in stopped
         kept_second += second not in stopped
-    return (f"{100 * statistics.mean(saved):4.0f}% saved on average (min {100 * min(saved):.0f}%); best trial "
-            f"#{first} kept in {100 * kept_first / orders:.0f}% of orders, second best #{second} in "
-            f"{100 * kept_second / orders:.0f}%")
+    return (
+        f"{100 * statistics.mean(saved):4.0f}% saved on average (min {100 * min(saved):.0f}%); best trial "
+        f"#{first} kept in {100 * kept_first / orders:.0f}% of orders, second best #{second} in "
+        f"{100 * kept_second / orders:.0f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ seeds, wall time and env steps/s per run. Runs are plain `python run.py` command
     .venv/bin/python bench/returns.py --presets halfcheetah --seeds 3 --first-seed 10 \
         --table /tmp/try.md -- network.log_std_init=-0.5    # try a change on other seeds
 
-Writes bench/results/returns.md (the README's table) and prints it. A run of some of
+Writes bench/results/returns.md (the table in docs/benchmarks.md) and prints it. A run of some of
 the presets replaces their rows and keeps the others' when the table was made with the
 same seeds and overrides (the runs are deterministic: a full run gives the same returns).
 """
@@ -36,8 +36,15 @@ TARGETS = {"halfcheetah": 3500, "hopper": 1500, "walker2d": 1500}  # issue 6: me
 def train(preset: str, seed: int, out: Path, overrides: list[str]) -> dict:
     run_dir = out / preset / f"seed_{seed}"
     command = [
-        sys.executable, "run.py", f"experiment={preset}", f"seed={seed}", "logger=none",
-        "trainer.progress_bar=false", "env.threads=1", f"hydra.run.dir={run_dir}", *overrides,
+        sys.executable,
+        "run.py",
+        f"experiment={preset}",
+        f"seed={seed}",
+        "logger=none",
+        "trainer.progress_bar=false",
+        "env.threads=1",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
     ]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -52,19 +59,27 @@ def train(preset: str, seed: int, out: Path, overrides: list[str]) -> dict:
         except Exception as error:  # a diagnostic: never lose the benchmark's other runs to it
             print(f"{preset} seed {seed}: posture check failed: {error}", flush=True)
     print(f"{preset} seed {seed}: {result['eval/return_mean']:.1f}{' (on its back)' if back else ''}", flush=True)
-    return {"preset": preset, "seed": seed, "return": result["eval/return_mean"], "env_id": result["env_id"],
-            "env_steps": result["env_steps"], "fps": result["fps"], "wall_s": wall_s, "on_its_back": back}
+    return {
+        "preset": preset,
+        "seed": seed,
+        "return": result["eval/return_mean"],
+        "env_id": result["env_id"],
+        "env_steps": result["env_steps"],
+        "fps": result["fps"],
+        "wall_s": wall_s,
+        "on_its_back": back,
+    }
 
 
 def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
     """Whether a HalfCheetah policy runs upside down: torso pitch beyond 90 degrees for most
     of one deterministic episode. That local optimum is what splits HalfCheetah's returns
-    into two groups (README "Returns")."""
+    into two groups (docs/lab-notes.md, "HalfCheetah posture split")."""
     import numpy as np
 
-    from abe.envs import make_vector_env
-    from abe.evaluation import episode_seeds
-    from abe.sources import load_source
+    from abe.commands.sources import load_source
+    from abe.envs.vector import make_vector_env
+    from abe.training.evaluation import episode_seeds
 
     source = load_source(str(checkpoint))
     policy = source.policy(deterministic=True)
@@ -95,14 +110,17 @@ def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]
         spread = statistics.stdev(returns) if len(returns) > 1 else 0.0
         lines.append(
             f"| {preset} | {ok[0]['env_id']} | {' / '.join(per_seed)}"
-            f"{' (' + str(len(failed)) + ' failed)' if failed else ''} | **{statistics.mean(returns):.0f} ± {spread:.0f}** | "
+            f"{' (' + str(len(failed)) + ' failed)' if failed else ''} | "
+            f"**{statistics.mean(returns):.0f} ± {spread:.0f}** | "
             f"{TARGETS.get(preset, '')} | {ok[0]['env_steps']:,} | "
             f"{statistics.mean(r['wall_s'] for r in ok) / 60:.1f} min | {statistics.mean(r['fps'] for r in ok):,.0f} |"
         )
     first = f" --first-seed {seeds[0]}" if seeds[0] else ""
     extra = f" -- {' '.join(overrides)}" if overrides else ""
-    lines.append(f"\n{workers} runs at a time, one env-stepping thread each; command: "
-                 f"`.venv/bin/python bench/returns.py --seeds {len(seeds)}{first}{extra}`")
+    lines.append(
+        f"\n{workers} runs at a time, one env-stepping thread each; command: "
+        f"`.venv/bin/python bench/returns.py --seeds {len(seeds)}{first}{extra}`"
+    )
     return "\n".join(lines)
 
 
@@ -125,8 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds per preset")
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="seeds first..first+N-1: try changes on seeds the table does not use")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+N-1: try changes on seeds the table does not use"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "returns")
     parser.add_argument("--table", type=Path, default=ROOT / "bench" / "results" / "returns.md")

@@ -27,24 +27,70 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "bench" / "results" / "same_numbers.json"
 QUIET = ["logger=none", "trainer.progress_bar=false"]
 COMMANDS: dict[str, list[str]] = {
-    "halfcheetah-envpool": ["env=halfcheetah", "env.backend=envpool", "trainer.total_steps=30000",
-                            "trainer.eval_every=10000", "trainer.eval_episodes=2"],
-    "halfcheetah-sync": ["env=halfcheetah", "env.backend=sync", "trainer.total_steps=30000",
-                         "trainer.eval_every=10000", "trainer.eval_episodes=2"],
-    "hopper-preset": ["experiment=hopper", "trainer.total_steps=20000", "trainer.eval_every=10000",
-                      "trainer.eval_episodes=2", "seed=3"],
-    "pendulum-adv-norm": ["env=pendulum", "algo.normalize_advantage=true", "trainer.total_steps=20000",
-                          "trainer.eval_every=5000", "trainer.eval_episodes=3", "gamma=0.95", "lr=1e-3"],
-    "pendulum-sgd-layernorm": ["env=pendulum", "optimizer=sgd", "optimizer.momentum=0.9", "network.layer_norm=true",
-                               "network.activation=elu", "trainer.total_steps=8000", "trainer.eval_every=4000",
-                               "trainer.eval_episodes=2"],
-    "tutorial4": ["experiment=tutorial4", "trainer.total_steps=6000", "trainer.eval_every=3000",
-                  "trainer.eval_episodes=2"],
-    "pendulum-2-seeds": ["env=pendulum", "n_seeds=2", "seed=7", "trainer.total_steps=4096",
-                         "trainer.eval_every=2048", "trainer.eval_episodes=2"],
+    "halfcheetah-envpool": [
+        "env=halfcheetah",
+        "env.backend=envpool",
+        "trainer.total_steps=30000",
+        "trainer.eval_every=10000",
+        "trainer.eval_episodes=2",
+    ],
+    "halfcheetah-sync": [
+        "env=halfcheetah",
+        "env.backend=sync",
+        "trainer.total_steps=30000",
+        "trainer.eval_every=10000",
+        "trainer.eval_episodes=2",
+    ],
+    "hopper-preset": [
+        "experiment=hopper",
+        "trainer.total_steps=20000",
+        "trainer.eval_every=10000",
+        "trainer.eval_episodes=2",
+        "seed=3",
+    ],
+    "pendulum-adv-norm": [
+        "env=pendulum",
+        "algo.normalize_advantage=true",
+        "trainer.total_steps=20000",
+        "trainer.eval_every=5000",
+        "trainer.eval_episodes=3",
+        "gamma=0.95",
+        "lr=1e-3",
+    ],
+    "pendulum-sgd-layernorm": [
+        "env=pendulum",
+        "optimizer=sgd",
+        "optimizer.momentum=0.9",
+        "network.layer_norm=true",
+        "network.activation=elu",
+        "trainer.total_steps=8000",
+        "trainer.eval_every=4000",
+        "trainer.eval_episodes=2",
+    ],
+    "tutorial4": [
+        "experiment=tutorial4",
+        "trainer.total_steps=6000",
+        "trainer.eval_every=3000",
+        "trainer.eval_episodes=2",
+    ],
+    "pendulum-2-seeds": [
+        "env=pendulum",
+        "n_seeds=2",
+        "seed=7",
+        "trainer.total_steps=4096",
+        "trainer.eval_every=2048",
+        "trainer.eval_episodes=2",
+    ],
 }
-KEYS = ("eval/return_mean", "eval/return_std", "loss/actor", "loss/critic", "loss/entropy",
-        "train/episode_return", "train/lr")
+KEYS = (
+    "eval/return_mean",
+    "eval/return_std",
+    "loss/actor",
+    "loss/critic",
+    "loss/entropy",
+    "train/episode_return",
+    "train/lr",
+)
 
 
 def cpu_model() -> str:
@@ -71,8 +117,13 @@ def evaluations(run_dir: Path) -> dict[str, list]:
 def run(name: str, overrides: list[str], root: Path) -> dict:
     run_dir = root / name
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, *QUIET, f"hydra.run.dir={run_dir}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *overrides, *QUIET, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     print(f"  {name:<24} {time.perf_counter() - start:6.1f} s", flush=True)
@@ -91,10 +142,19 @@ def main() -> int:
     if args.record:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         args.reference.parent.mkdir(parents=True, exist_ok=True)
-        args.reference.write_text(json.dumps({
-            "commit": commit.stdout.strip(), "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"),
-            "commands": {n: COMMANDS[n] for n in names}, "runs": got,
-        }, indent=1) + "\n")
+        args.reference.write_text(
+            json.dumps(
+                {
+                    "commit": commit.stdout.strip(),
+                    "cpu": cpu_model(),
+                    "date": time.strftime("%Y-%m-%d"),
+                    "commands": {n: COMMANDS[n] for n in names},
+                    "runs": got,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         print(f"reference written to {args.reference}")
         return 0
     reference = json.loads(args.reference.read_text())
@@ -106,7 +166,10 @@ def main() -> int:
         failed += not same
         print(f"{name:<24} {'same numbers' if same else 'DIFFERENT'}")
         if not same:
-            print(f"  reference: {json.dumps(reference['runs'].get(name))[:600]}\n  now:       {json.dumps(got[name])[:600]}")
+            print(
+                f"  reference: {json.dumps(reference['runs'].get(name))[:600]}\n"
+                f"  now:       {json.dumps(got[name])[:600]}"
+            )
     print(f"{len(names) - failed}/{len(names)} commands give the reference's numbers (commit {reference['commit']})")
     return 1 if failed else 0
 

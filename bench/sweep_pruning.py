@@ -33,11 +33,25 @@ def run_sweep(tmp: Path, name: str, args, *extra: str) -> tuple[optuna.Study, fl
     storage = f"sqlite:///{tmp / name}.db"
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "-m", "hparams_search=lr_gamma", f"env={args.env}",
-         f"trainer.total_steps={args.steps}", f"trainer.eval_every={args.steps // args.reports}", "trainer.eval_episodes=5",
-         "trainer.progress_bar=false", f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.storage={storage}",
-         f"hydra.sweep.dir={tmp / name}", f"logger.store_dir={tmp / 'mlflow'}", *extra],
-        check=True, capture_output=True, env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""},
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-m",
+            "hparams_search=lr_gamma",
+            f"env={args.env}",
+            f"trainer.total_steps={args.steps}",
+            f"trainer.eval_every={args.steps // args.reports}",
+            "trainer.eval_episodes=5",
+            "trainer.progress_bar=false",
+            f"hydra.sweeper.n_trials={args.trials}",
+            f"hydra.sweeper.storage={storage}",
+            f"hydra.sweep.dir={tmp / name}",
+            f"logger.store_dir={tmp / 'mlflow'}",
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""},
     )
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name=f"lr_gamma-{study_env_id(args.env)}", storage=storage)
@@ -62,10 +76,12 @@ def env_steps_spent(study: optuna.Study, total: int) -> int:
 
 def describe(name: str, study: optuna.Study, wall: float, total: int) -> str:
     states = [t.state.name for t in study.trials]
-    return (f"{name:32s} {env_steps_spent(study, total):>11,} env steps  best {study.best_value:8.1f}  "
-            f"{wall:7.1f} s  {3600 * len(states) / wall:6.1f} trials/h  "
-            f"({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, {states.count('FAIL')} failed); "
-            f"best trial #{study.best_trial.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in study.best_params.items()))
+    return (
+        f"{name:32s} {env_steps_spent(study, total):>11,} env steps  best {study.best_value:8.1f}  "
+        f"{wall:7.1f} s  {3600 * len(states) / wall:6.1f} trials/h  "
+        f"({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, {states.count('FAIL')} failed); "
+        f"best trial #{study.best_trial.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in study.best_params.items())
+    )
 
 
 SWEEPS = {
@@ -73,8 +89,10 @@ SWEEPS = {
     "median": ("1 worker, median pruning", ["hydra.sweeper.pruner=median"]),
     "early": ("1 worker, median pruning from 10%", ["hydra.sweeper.pruner=median", "hydra.sweeper.pruner_warmup=0.1"]),
     "percentile": ("1 worker, percentile pruning", ["hydra.sweeper.pruner=percentile"]),
-    "parallel": ("2 workers (joblib), no pruning", ["hydra.sweeper.pruner=none", "hydra/launcher=joblib",
-                                                    "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]),
+    "parallel": (
+        "2 workers (joblib), no pruning",
+        ["hydra.sweeper.pruner=none", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
+    ),
 }
 
 
@@ -85,8 +103,11 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=10, help="evaluations (pruner reports) per trial")
     parser.add_argument("--env", default="halfcheetah")
     parser.add_argument("--sweeps", default=",".join(SWEEPS), help="which of: " + ", ".join(SWEEPS))
-    parser.add_argument("--keep", type=Path, help="keep the sweeps (job dirs, studies) in this folder, e.g. for "
-                                                  "bench/pruning_replay.py KEEP/plain")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the sweeps (job dirs, studies) in this folder, e.g. for bench/pruning_replay.py KEEP/plain",
+    )
     args = parser.parse_args()
     names = ["plain", *(n for n in args.sweeps.split(",") if n != "plain")]  # plain: the reference
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,8 +124,10 @@ def main() -> None:
         if name in done:
             study = done[name][0]
             saved = 1 - env_steps_spent(study, args.steps) / env_steps_spent(plain, args.steps)
-            print(f"{name} pruning saved {100 * saved:.0f}% of env steps; best {study.best_value:.1f} "
-                  f"vs {plain.best_value:.1f} unpruned")
+            print(
+                f"{name} pruning saved {100 * saved:.0f}% of env steps; best {study.best_value:.1f} "
+                f"vs {plain.best_value:.1f} unpruned"
+            )
     if "parallel" in done:
         print(f"2 workers: {plain_wall / done['parallel'][1]:.2f}x the trials per hour of 1")
 

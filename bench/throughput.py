@@ -40,7 +40,7 @@ RAW = ("raw-sync", "raw-async", "raw-envpool")
 def raw(backend: str, envs: int, steps: int) -> float:
     import numpy as np
 
-    from abe.envs import make_vector_env
+    from abe.envs.vector import make_vector_env
 
     vec = make_vector_env(ENV_ID, envs, backend)
     vec.reset(seed=list(range(envs)))
@@ -56,15 +56,24 @@ def raw(backend: str, envs: int, steps: int) -> float:
 def abe_training(backend: str, envs: int, steps: int) -> float:
     import tempfile
 
-    from abe.cli import compose
-    from abe.tracking import NullTracker
-    from abe.training import train
+    from abe.commands.hydra_edge import compose, to_config
+    from abe.training.loop import train
 
-    cfg = compose([f"env.backend={backend}", f"trainer.num_envs={envs}", f"trainer.total_steps={steps}",
-                   "trainer.eval_every=50000", "trainer.progress_bar=false", "logger=none"])
+    cfg = to_config(
+        compose(
+            [
+                f"env.backend={backend}",
+                f"trainer.num_envs={envs}",
+                f"trainer.total_steps={steps}",
+                "trainer.eval_every=50000",
+                "trainer.progress_bar=false",
+                "logger=none",
+            ]
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(cfg, Path(tmp), NullTracker())
-    return result["fps"]
+        result = train(cfg, Path(tmp))
+    return result.fps
 
 
 def sb3(envs: int, steps: int) -> float:
@@ -88,10 +97,10 @@ def tianshou(envs: int, steps: int) -> float:
     from tianshou.env import ShmemVectorEnv, VectorEnvNormObs
     from tianshou.utils.torch_utils import policy_within_training_step
 
-    from abe.agent import build_agent
-    from abe.cli import compose
+    from abe.agent.agent import build_agent
+    from abe.commands.hydra_edge import compose, to_config
 
-    cfg = compose(["algo.n_steps=5", "algo.normalize_obs=false", "logger=none"])
+    cfg = to_config(compose(["algo.n_steps=5", "algo.normalize_obs=false", "logger=none"]))
     train_envs = VectorEnvNormObs(ShmemVectorEnv([lambda: gym.make(ENV_ID) for _ in range(envs)]))
     train_envs.seed(0)
     agent = build_agent(cfg, train_envs.observation_space[0], train_envs.action_space[0])
@@ -129,22 +138,30 @@ def run_one(name: str, args) -> dict | None:
     """One measurement in its own process; prints its line."""
     proc = subprocess.run(
         [sys.executable, __file__, "--one", name, "--envs", str(args.envs), "--steps", str(args.steps)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         print(f"{name:10s} failed: {proc.stderr.strip().splitlines()[-1]}")
         return None
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"{name:10s} {result['fps']:>9,.0f} env steps/s   peak {result['peak_mb']:,.0f} MB "
-          f"(+ workers {result['children_peak_mb']:,.0f} MB)", flush=True)
+    print(
+        f"{name:10s} {result['fps']:>9,.0f} env steps/s   peak {result['peak_mb']:,.0f} MB "
+        f"(+ workers {result['children_peak_mb']:,.0f} MB)",
+        flush=True,
+    )
     return result
 
 
 def ratios(results: dict, name: str) -> dict[str, float]:
     """abe's rate against each peer, and its share of the fastest raw stepping, in one round."""
     fps = results[name]["fps"]
-    out = {label: fps / results[peer]["fps"] for peer, label in (("sb3", "SB3 A2C"), ("tianshou", "Tianshou A2C"))
-           if peer in results}
+    out = {
+        label: fps / results[peer]["fps"]
+        for peer, label in (("sb3", "SB3 A2C"), ("tianshou", "Tianshou A2C"))
+        if peer in results
+    }
     fastest_raw = max((results[n]["fps"] for n in RAW if n in results), default=None)
     if fastest_raw:
         out["raw"] = fps / fastest_raw
@@ -156,8 +173,12 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--only", default=",".join(MEASUREMENTS))
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run the measurements this many times, interleaved; report medians of the per-round ratios")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the measurements this many times, interleaved; report medians of the per-round ratios",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -168,8 +189,10 @@ def main() -> None:
         if args.rounds > 1:
             print(f"round {index + 1} of {args.rounds}")
         rounds.append({name: r for name in args.only.split(",") if (r := run_one(name, args)) is not None})
-    print(f"\n{ENV_ID}, {args.envs} envs, {args.steps:,} env steps each"
-          + (f"; medians of {args.rounds} interleaved rounds (min to max)" if args.rounds > 1 else ""))
+    print(
+        f"\n{ENV_ID}, {args.envs} envs, {args.steps:,} env steps each"
+        + (f"; medians of {args.rounds} interleaved rounds (min to max)" if args.rounds > 1 else "")
+    )
     for name in ("abe-sync", "abe-async", "abe-envpool"):
         measured = [r for r in rounds if name in r]
         if not measured:

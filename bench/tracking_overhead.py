@@ -27,12 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abe.cli import compose  # noqa: E402
-from abe.plots import learning_curve  # noqa: E402
-from abe.tracking import make_tracker  # noqa: E402
-from abe.tracking_helper import BackgroundTracker, prewarm  # noqa: E402
-from abe.training import train, write_result  # noqa: E402
-
+from abe.commands.hydra_edge import compose, to_config
+from abe.commands.train import train_and_track
+from abe.tracking import make_tracker
+from abe.tracking.helper import BackgroundTracker, prewarm
 
 ROOT = Path(__file__).resolve().parent.parent
 in_tracker = [0.0]  # seconds the training process spends inside tracker calls
@@ -60,30 +58,42 @@ for _name in ("__init__", "log_metrics", "log_model", "set_tags", "finish", "_re
 def one_job(logger: str, steps: int, root: Path, index: int) -> float:
     run_dir = root / f"{logger}-{index}"
     run_dir.mkdir(parents=True)
-    cfg = compose([
-        "env=halfcheetah", f"trainer.total_steps={steps}", "trainer.eval_every=10000",
-        "trainer.progress_bar=false", f"logger={logger}",
-        *([f"logger.store_dir={root / 'store'}"] if logger == "mlflow" else []),
-    ])
+    cfg = to_config(
+        compose(
+            [
+                "env=halfcheetah",
+                f"trainer.total_steps={steps}",
+                "trainer.eval_every=10000",
+                "trainer.progress_bar=false",
+                f"logger={logger}",
+                *([f"logger.store_dir={root / 'store'}"] if logger == "mlflow" else []),
+            ]
+        )
+    )
     start = time.perf_counter()
     if logger == "mlflow":
         prewarm()  # as run.py does when it starts
-    tracker = make_tracker(cfg, run_dir, [])
-    result = train(cfg, run_dir, tracker)
-    result["mlflow_run_id"] = tracker.run_id
-    learning_curve(result["evaluations"], "bench", run_dir / "learning_curve.png")
-    write_result(result, run_dir)
-    tracker.finish(result, run_dir, "FINISHED")
+    train_and_track(cfg, run_dir, make_tracker(cfg, run_dir, [], "cpu"))  # what run.py's job does
     return time.perf_counter() - start
 
 
 def cli_job(logger: str, steps: int, root: Path, index: int) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "env=halfcheetah", f"trainer.total_steps={steps}",
-         "trainer.eval_every=10000", "trainer.progress_bar=false", f"logger={logger}",
-         *([f"logger.store_dir={root / 'cli-store'}"] if logger == "mlflow" else []), f"hydra.run.dir={root / f'cli-{logger}-{index}'}"],
-        check=True, capture_output=True, env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""},
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "env=halfcheetah",
+            f"trainer.total_steps={steps}",
+            "trainer.eval_every=10000",
+            "trainer.progress_bar=false",
+            f"logger={logger}",
+            *([f"logger.store_dir={root / 'cli-store'}"] if logger == "mlflow" else []),
+            f"hydra.run.dir={root / f'cli-{logger}-{index}'}",
+        ],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""},
     )
     return time.perf_counter() - start
 
@@ -115,19 +125,25 @@ def main() -> None:
     if args.repeats:
         base, tracked = statistics.median(times["none"]), statistics.median(times["mlflow"])
         inside = statistics.median(tracker_times)
-        print(f"  in process ({args.repeats} each): logger=none {base:.3f} s, logger=mlflow {tracked:.3f} s "
-              f"({100 * (tracked / base - 1):+.1f}%)")
+        print(
+            f"  in process ({args.repeats} each): logger=none {base:.3f} s, logger=mlflow {tracked:.3f} s "
+            f"({100 * (tracked / base - 1):+.1f}%)"
+        )
         print(f"  time inside the tracker: {inside:.3f} s = {100 * inside / base:.1f}% of the untracked run")
     if args.cli_repeats:
         cbase, ctracked = statistics.median(cli["none"]), statistics.median(cli["mlflow"])
-        print(f"  python run.py ({args.cli_repeats} each): logger=none {cbase:.2f} s, logger=mlflow {ctracked:.2f} s "
-              f"({100 * (ctracked / cbase - 1):+.1f}%, helper start, MLflow import and store opening included)")
+        print(
+            f"  python run.py ({args.cli_repeats} each): logger=none {cbase:.2f} s, logger=mlflow {ctracked:.2f} s "
+            f"({100 * (ctracked / cbase - 1):+.1f}%, helper start, MLflow import and store opening included)"
+        )
         # Commands alternate, so each pair ran under the same machine conditions.
         differences = [t - b for b, t in zip(cli["none"], cli["mlflow"], strict=True)]
         paired = statistics.median(differences)
         low, high = bootstrap_interval(differences)
-        print(f"  median of the paired differences: {paired:+.2f} s ({100 * paired / cbase:+.1f}%), "
-              f"95% bootstrap interval {100 * low / cbase:+.1f}% to {100 * high / cbase:+.1f}%")
+        print(
+            f"  median of the paired differences: {paired:+.2f} s ({100 * paired / cbase:+.1f}%), "
+            f"95% bootstrap interval {100 * low / cbase:+.1f}% to {100 * high / cbase:+.1f}%"
+        )
 
 
 def bootstrap_interval(values: list[float], resamples: int = 10_000) -> tuple[float, float]:

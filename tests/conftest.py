@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from abe import PROJECT_ROOT
-from abe.cli import compose
+from abe.commands.hydra_edge import compose, to_config
 
 # Small budgets that still run every code path (collect, update, evaluate, checkpoint).
 TINY = [
@@ -19,17 +19,58 @@ TINY = [
 ]
 
 
+def random_policy(envs, seed: int):
+    """The baseline a trained agent must beat: uniform random actions."""
+    envs.action_space.seed(seed)
+    return lambda raw_obs: envs.action_space.sample()
+
+
 @pytest.fixture
 def make_cfg():
-    """The job config `python run.py *overrides` would train with."""
-    return lambda *overrides: compose(list(overrides))
+    """The typed job config `python run.py *overrides` would train with."""
+    return lambda *overrides: to_config(compose(list(overrides)))
+
+
+def pytest_sessionstart(session):
+    # No usage telemetry from the tests' MLflow clients (nor its session id in the environment).
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # Libraries that set environment variables once per process, when first imported or
+    # used: done here, so `environment_unchanged` sees only what tests do. (torch's first
+    # optimizer imports torch._dynamo: TORCHINDUCTOR_CACHE_DIR; envpool: MPLBACKEND,
+    # MPLCONFIGDIR, PYGAME_HIDE_SUPPORT_PROMPT; mlflow: a telemetry session id.)
+    import envpool  # noqa: F401
+    import mlflow  # noqa: F401
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
+@pytest.fixture(autouse=True)
+def environment_unchanged():
+    """No test may leave the process environment changed for the tests after it (a
+    MUJOCO_GL set in pytest's own process once broke every later subprocess test)."""
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    changed = sorted(
+        k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and not k.startswith("PYTEST_")
+    )
+    for key in changed:  # put it back, so one offender fails alone
+        if key in before:
+            os.environ[key] = before[key]
+        else:
+            del os.environ[key]
+    assert not changed, f"the test changed environment variables {changed}; use monkeypatch or a subprocess"
 
 
 def run_cli(*args: str, cwd: Path = PROJECT_ROOT, env: dict | None = None, timeout: int = 300):
     """Run `python run.py ARGS` as a user would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "run.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -40,9 +81,16 @@ def tracked_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tracked")
     run_dir, store = root / "run", root / "store"
     overrides = [o for o in TINY if not o.startswith("logger")]
-    proc = run_cli("env=pendulum", "lr=3e-4", "gamma=0.95", *overrides, "logger=mlflow",
-                   f"logger.store_dir={store}", f"hydra.run.dir={run_dir}",
-                   env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli(
+        "env=pendulum",
+        "lr=3e-4",
+        "gamma=0.95",
+        *overrides,
+        "logger=mlflow",
+        f"logger.store_dir={store}",
+        f"hydra.run.dir={run_dir}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, run_dir, store
 
@@ -50,8 +98,12 @@ def tracked_run(tmp_path_factory):
 def run_module(*args: str, timeout: int = 300):
     """Run `python -m abe ARGS` from the project root."""
     return subprocess.run(
-        [sys.executable, "-m", "abe", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        [sys.executable, "-m", "abe", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
 
 
@@ -87,8 +139,17 @@ def postgres(tmp_path_factory):
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
 
     pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "server.log"), "-o",
-       f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start")
+    pg(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(root / "server.log"),
+        "-o",
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1",
+        "start",
+    )
     try:
         pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "abe")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/abe"

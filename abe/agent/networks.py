@@ -26,9 +26,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_mlp(
-    in_dim: int, out_dim: int, width: int, depth: int, activation: str, layer_norm: bool
-) -> nn.Sequential:
+def build_mlp(in_dim: int, out_dim: int, width: int, depth: int, activation: str, layer_norm: bool) -> nn.Sequential:
     """``depth`` hidden layers of ``width`` units, then a linear output layer."""
     layers: list[nn.Module] = []
     for i in range(depth):

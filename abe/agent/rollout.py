@@ -23,21 +23,25 @@ from abe.envs.vector import SteppedInTurn, final_observations
 class RolloutBatch:
     """One rollout, arrays of shape (n_steps, num_envs, ...)."""
 
-    obs: np.ndarray          # normalised observations the actions were chosen on
-    act: np.ndarray          # the sampled Gaussian actions, before clipping to the env's bounds
+    obs: np.ndarray  # normalised observations the actions were chosen on
+    act: np.ndarray  # the sampled Gaussian actions, before clipping to the env's bounds
     rew: np.ndarray
-    terminated: np.ndarray   # episode ended for good: no bootstrap
-    truncated: np.ndarray    # time limit: bootstrap from V(obs_next)
-    obs_next: np.ndarray     # normalised real next observations (the last one of an episode too)
-    valid: np.ndarray        # False for an autoreset step (EnvPool): not a transition to learn from
+    terminated: np.ndarray  # episode ended for good: no bootstrap
+    truncated: np.ndarray  # time limit: bootstrap from V(obs_next)
+    obs_next: np.ndarray  # normalised real next observations (the last one of an episode too)
+    valid: np.ndarray  # False for an autoreset step (EnvPool): not a transition to learn from
 
     @classmethod
     def empty(cls, n_steps: int, num_envs: int, obs_dim: int, act_dim: int) -> RolloutBatch:
         shape = (n_steps, num_envs)
         return cls(
-            obs=np.zeros((*shape, obs_dim), np.float32), act=np.zeros((*shape, act_dim), np.float32),
-            rew=np.zeros(shape), terminated=np.zeros(shape, bool), truncated=np.zeros(shape, bool),
-            obs_next=np.zeros((*shape, obs_dim), np.float32), valid=np.ones(shape, bool),
+            obs=np.zeros((*shape, obs_dim), np.float32),
+            act=np.zeros((*shape, act_dim), np.float32),
+            rew=np.zeros(shape),
+            terminated=np.zeros(shape, bool),
+            truncated=np.zeros(shape, bool),
+            obs_next=np.zeros((*shape, obs_dim), np.float32),
+            valid=np.ones(shape, bool),
         )
 
 

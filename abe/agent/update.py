@@ -19,8 +19,15 @@ from abe.agent.agent import Agent
 from abe.agent.rollout import RolloutBatch
 
 
-def gae(rew: np.ndarray, v_s: np.ndarray, v_next: np.ndarray, terminated: np.ndarray,
-        end: np.ndarray, gamma: float, gae_lambda: float) -> np.ndarray:
+def gae(
+    rew: np.ndarray,
+    v_s: np.ndarray,
+    v_next: np.ndarray,
+    terminated: np.ndarray,
+    end: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> np.ndarray:
     """Generalised advantage estimates (Schulman et al. 2016), arrays of shape (T, N).
 
     `v_next` is V(obs_next), zeroed where the episode terminated (a time limit keeps
@@ -63,8 +70,9 @@ def a2c_update(agent: Agent, batch: RolloutBatch) -> dict[str, float]:
     return {"loss/actor": actor_loss.item(), "loss/critic": critic_loss.item(), "loss/entropy": entropy.item()}
 
 
-def advantages_and_targets(agent: Agent, batch: RolloutBatch, v_s: np.ndarray,
-                           v_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def advantages_and_targets(
+    agent: Agent, batch: RolloutBatch, v_s: np.ndarray, v_next: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """GAE advantages and the critic's targets for the valid transitions, flat.
 
     With return scaling the critic predicts returns divided by their running std, so

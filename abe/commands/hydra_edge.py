@@ -33,8 +33,9 @@ def fail(message: str) -> None:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def compose(overrides: list[str], config_dir: Path = CONFIG_DIR, config_name: str = "config",
-            with_hydra: bool = False) -> DictConfig:
+def compose(
+    overrides: list[str], config_dir: Path = CONFIG_DIR, config_name: str = "config", with_hydra: bool = False
+) -> DictConfig:
     """The job config Hydra would build for these overrides (no run dir, no side effects)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -173,7 +174,7 @@ def keys_near(cfg: DictConfig, dotted: str) -> str:
         if not isinstance(node, DictConfig) or part not in node:
             return ""
         node = node[part]
-    names = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
+    names = [k for k in node if k != "hydra"] if isinstance(node, DictConfig) else []
     return f"{parent or 'the top level'} has: {', '.join(map(str, names))}" if names else ""
 
 

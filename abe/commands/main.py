@@ -1,8 +1,8 @@
 """`python -m abe COMMAND`: work with trained runs.
 
-    python -m abe evaluate SOURCE [--episodes N] [--video] [--stochastic]
-    python -m abe reproduce RUN_ID [overrides ...]
-    python -m abe resume RUN_DIR_OR_ID
+python -m abe evaluate SOURCE [--episodes N] [--video] [--stochastic]
+python -m abe reproduce RUN_ID [overrides ...]
+python -m abe resume RUN_DIR_OR_ID
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     resume.add_argument("target", metavar="RUN_DIR_OR_ID", help="a Hydra run dir or an MLflow run id")
-    resume.add_argument("--tracking-uri", default=None, help="default: the run's own, $MLFLOW_TRACKING_URI or outputs/mlflow")
+    resume.add_argument(
+        "--tracking-uri", default=None, help="default: the run's own, $MLFLOW_TRACKING_URI or outputs/mlflow"
+    )
     resume.set_defaults(run=resume_command)
     return main
 
@@ -95,4 +97,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-

@@ -25,7 +25,7 @@ CONFIG_KEYS = {f.name for f in dataclasses.fields(Config)}
 
 def _targets(node, path: str = "") -> list[str]:
     if isinstance(node, DictConfig):
-        found = [f"{path}{k}" for k in node.keys() if str(k).startswith("_")]
+        found = [f"{path}{k}" for k in node if str(k).startswith("_")]
         return found + [t for k, v in node.items_ex(resolve=False) for t in _targets(v, f"{path}{k}.")]
     if isinstance(node, ListConfig):
         return [t for i, v in enumerate(node) for t in _targets(v, f"{path}{i}.")]
@@ -43,7 +43,8 @@ def load_saved_config(path: Path, run_id: str) -> DictConfig:
     special = _targets(cfg)
     if extra or special:
         raise ConfigError(
-            f"run {run_id}: its saved config has keys abe does not use ({', '.join(extra + special)}); refusing to run it"
+            f"run {run_id}: its saved config has keys abe does not use ({', '.join(extra + special)}); "
+            "refusing to run it"
         )
     return cfg
 
@@ -54,8 +55,11 @@ def _versions(tags: dict) -> dict:
 
 def why_different(source_tags: dict, new_tags: dict) -> str:
     before, after = _versions(source_tags), _versions(new_tags)
-    changed = [f"{k} {before.get(k, '?')} -> {after.get(k, '?')}" for k in sorted(set(before) | set(after))
-               if before.get(k) != after.get(k)]
+    changed = [
+        f"{k} {before.get(k, '?')} -> {after.get(k, '?')}"
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    ]
     if changed:
         return "package versions differ: " + ", ".join(changed)
     if source_tags.get("device") != new_tags.get("device"):
@@ -73,11 +77,21 @@ def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> in
     OmegaConf.save(OmegaConf.merge({"hydra": ours.hydra}, cfg), config_dir / "config.yaml")
     run_dir = Path("outputs") / "reproduce" / run_id / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"reproducing run {run_id} ({source.info.run_name}) from its saved config")
-    proc = subprocess.run([
-        sys.executable, str(PROJECT_ROOT / "run.py"), "--config-path", str(config_dir), "--config-name", "config",
-        "logger.name=mlflow", f"logger.tracking_uri={uri}", f"++logger.tags.reproduces={run_id}",
-        f"hydra.run.dir={run_dir}", *overrides,
-    ])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "run.py"),
+            "--config-path",
+            str(config_dir),
+            "--config-name",
+            "config",
+            "logger.name=mlflow",
+            f"logger.tracking_uri={uri}",
+            f"++logger.tags.reproduces={run_id}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ]
+    )
     if proc.returncode != 0:
         return proc.returncode
     result = json.loads((run_dir / "result.json").read_text())
@@ -92,14 +106,19 @@ def compare(client, source, result: dict) -> int:
     new_run = client.get_run(result["mlflow_run_id"])
     print(f"\n{'env steps':>12}  {'original':>12}  {'reproduced':>12}  match")
     for step in steps:
-        print(f"{step:>12,}  {before[step]:>12.4f}  {after[step]:>12.4f}  {'yes' if before[step] == after[step] else 'NO'}")
+        print(
+            f"{step:>12,}  {before[step]:>12.4f}  {after[step]:>12.4f}  "
+            f"{'yes' if before[step] == after[step] else 'NO'}"
+        )
     if not steps:
         verdict, code = "nothing to compare: no evaluation at the same env steps (did overrides change them?)", 1
     elif all(before[s] == after[s] for s in steps):
         verdict, code = f"reproduced exactly: {len(steps)}/{len(steps)} evaluations match", 0
     else:
         matching = sum(before[s] == after[s] for s in steps)
-        verdict = f"differs: {matching}/{len(steps)} evaluations match; " + why_different(source.data.tags, new_run.data.tags)
+        verdict = f"differs: {matching}/{len(steps)} evaluations match; " + why_different(
+            source.data.tags, new_run.data.tags
+        )
         code = 1
     client.set_tag(new_run.info.run_id, "reproduction", verdict)
     print(f"{verdict}\nnew run: {new_run.info.run_id}")

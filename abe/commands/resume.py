@@ -48,7 +48,9 @@ def resume(target: str, tracking_uri: str | None = None) -> int:
     cfg = checkpoint_config(state)
     total = cfg.trainer.total_steps
     if state["env_steps"] >= total:
-        raise ConfigError(f"resume: the run in {run_dir} already finished ({state['env_steps']:,} of {total:,} env steps)")
+        raise ConfigError(
+            f"resume: the run in {run_dir} already finished ({state['env_steps']:,} of {total:,} env steps)"
+        )
     if tracking_uri:
         cfg = dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, tracking_uri=tracking_uri))
     elif "***" in str(cfg.logger.tracking_uri):

@@ -60,8 +60,12 @@ def from_checkpoint(path: Path, run_id: str | None = None, video_dir: Path | Non
         envs.close()
     load_into(agent, state)
     return PolicySource(
-        description=f"checkpoint {path} ({state['env_steps']:,} env steps)", env_id=cfg.env.id,
-        env_kwargs=dict(cfg.env.kwargs), seed=cfg.seed, agent=agent, run_id=run_id,
+        description=f"checkpoint {path} ({state['env_steps']:,} env steps)",
+        env_id=cfg.env.id,
+        env_kwargs=dict(cfg.env.kwargs),
+        seed=cfg.seed,
+        agent=agent,
+        run_id=run_id,
         video_dir=video_dir or path.parent,
     )
 
@@ -93,8 +97,12 @@ def from_model_uri(uri: str, tracking_uri: str | None) -> PolicySource:
     torch.set_num_threads(int(run.data.params.get("trainer.torch_threads", 1)))
     safe_name = re.sub(r"[^\w.-]+", "_", uri.split(":/", 1)[1].strip("/"))
     return PolicySource(
-        description=f"MLflow model {uri}", env_id=run.data.params["env.id"], env_kwargs={},
-        seed=int(run.data.params.get("seed", 0)), model=model.eval(), run_id=run.info.run_id,
+        description=f"MLflow model {uri}",
+        env_id=run.data.params["env.id"],
+        env_kwargs={},
+        seed=int(run.data.params.get("seed", 0)),
+        model=model.eval(),
+        run_id=run.info.run_id,
         video_dir=Path("outputs") / "videos" / safe_name,
     )
 

@@ -16,7 +16,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from abe.agent.agent import resolve_device
-from abe.commands.hydra_edge import check_command_line, check_runtime, fail, search_space_args, to_config, trust_own_callback
+from abe.commands.hydra_edge import (
+    check_command_line,
+    check_runtime,
+    fail,
+    search_space_args,
+    to_config,
+    trust_own_callback,
+)
 from abe.core.errors import ConfigError
 from abe.core.plots import learning_curve
 from abe.core.result import OBJECTIVE, TrainResult
@@ -64,7 +71,9 @@ def run_job(raw: DictConfig) -> float:
             return values[0]
     mean = float(sum(values) / len(values))
     seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-    (run_dir / "result.json").write_text(json.dumps({OBJECTIVE: mean, "seeds": seeds, "per_seed": values}, indent=2) + "\n")
+    (run_dir / "result.json").write_text(
+        json.dumps({OBJECTIVE: mean, "seeds": seeds, "per_seed": values}, indent=2) + "\n"
+    )
     log.info("mean over %d seeds: %.1f (%s)", cfg.n_seeds, mean, ", ".join(f"{v:.1f}" for v in values))
     return mean
 
@@ -98,8 +107,9 @@ def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def train_and_track(cfg: Config, run_dir: Path, tracker: Tracker, resume: dict | None = None,
-                    callbacks: Sequence[Callback] = ()) -> TrainResult:
+def train_and_track(
+    cfg: Config, run_dir: Path, tracker: Tracker, resume: dict | None = None, callbacks: Sequence[Callback] = ()
+) -> TrainResult:
     """Train (or resume), write result.json and the learning curve, end the tracked run
     with its status, print the summary.
 

@@ -66,16 +66,24 @@ class EnvPoolDirectIO(NamedTuple):
         envpool 1.2.5's single-player envs with flat observations (all of abe's)."""
         spec = pool._spec
         action_keys, state_keys = list(spec._action_keys), list(pool._state_keys)
-        if (version != "1.2.5" or pool.config.get("max_num_players", 1) != 1
-                or sorted(action_keys) != ["action", "env_id", "players.env_id"] or "obs" not in state_keys):
+        if (
+            version != "1.2.5"
+            or pool.config.get("max_num_players", 1) != 1
+            or sorted(action_keys) != ["action", "env_id", "players.env_id"]
+            or "obs" not in state_keys
+        ):
             return None
         dtype = spec._action_spec[action_keys.index("action")][0]
         state_index = [state_keys.index(key) for key in ("obs", "reward", "done", "trunc")]
         return EnvPoolDirectIO(action_keys, dtype, state_index)
 
     def send(self, pool, actions: np.ndarray) -> None:
-        pool._send([np.array(actions, dtype=self.action_dtype, order="C") if key == "action"
-                    else pool.all_env_ids for key in self.action_keys])
+        pool._send(
+            [
+                np.array(actions, dtype=self.action_dtype, order="C") if key == "action" else pool.all_env_ids
+                for key in self.action_keys
+            ]
+        )
 
     def recv(self, pool):
         """(obs, reward, terminated, truncated, {}): abe reads none of EnvPool's info."""

@@ -66,8 +66,6 @@ BOOLEAN = (_boolean, "true or false")
 class Section:
     """What every config dataclass shares: strict conversion from plain dicts."""
 
-    name: ClassVar[str] = ""
-
     @classmethod
     def from_dict(cls, data: object, prefix: str):
         if not isinstance(data, dict):
@@ -108,12 +106,19 @@ class Section:
 @dataclass(frozen=True)
 class EnvConfig(Section):
     id: str = rule(lambda v: isinstance(v, str) and v != "", "a Gymnasium environment id", "the environment")
-    backend: str = rule(_one_of(ENV_BACKENDS), f"one of {', '.join(ENV_BACKENDS)}",
-                        "sync: in this process; async: a process per env; envpool: EnvPool's C++ threads")
-    threads: int = rule(lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: one per CPU core)",
-                        "envpool: stepping threads in all")
-    kwargs: dict = rule(lambda v: isinstance(v, dict), "a mapping, e.g. {ctrl_cost_weight: 0.05}",
-                        "extra keyword arguments for gymnasium.make")
+    backend: str = rule(
+        _one_of(ENV_BACKENDS),
+        f"one of {', '.join(ENV_BACKENDS)}",
+        "sync: in this process; async: a process per env; envpool: EnvPool's C++ threads",
+    )
+    threads: int = rule(
+        lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: one per CPU core)", "envpool: stepping threads in all"
+    )
+    kwargs: dict = rule(
+        lambda v: isinstance(v, dict),
+        "a mapping, e.g. {ctrl_cost_weight: 0.05}",
+        "extra keyword arguments for gymnasium.make",
+    )
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,11 @@ class NetworkConfig(Section):
     depth: int = rule(*POSITIVE_INT, "number of hidden layers")
     activation: str = rule(_one_of(ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}", "hidden activation")
     layer_norm: bool = rule(*BOOLEAN, "LayerNorm after each hidden block")
-    log_std_init: float = rule(lambda v: _number(v) and LOG_STD_MIN <= v <= LOG_STD_MAX,
-                               f"a number in [{LOG_STD_MIN:g}, {LOG_STD_MAX:g}]", "initial log-std of the policy")
+    log_std_init: float = rule(
+        lambda v: _number(v) and LOG_STD_MIN <= v <= LOG_STD_MAX,
+        f"a number in [{LOG_STD_MIN:g}, {LOG_STD_MAX:g}]",
+        "initial log-std of the policy",
+    )
     ortho_init: bool = rule(*BOOLEAN, "orthogonal init with a small policy output gain")
 
 
@@ -136,7 +144,9 @@ class OptimizerConfig(Section):
     options: dict = field(default_factory=dict)  # the optimizer's own keys (OWN_KEYS), as torch names them
 
     OWN_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "adam": ("eps", "betas"), "rmsprop": ("alpha", "eps"), "sgd": ("momentum",),
+        "adam": ("eps", "betas"),
+        "rmsprop": ("alpha", "eps"),
+        "sgd": ("momentum",),
     }
 
     @classmethod
@@ -148,8 +158,11 @@ class OptimizerConfig(Section):
         options = {k: data[k] for k in own if k in data}
         base = super().from_dict({k: v for k, v in data.items() if k not in own}, prefix)
         for key, value in options.items():
-            ok = (isinstance(value, list) and all(_number(b) and 0 <= b < 1 for b in value)
-                  if key == "betas" else _number(value) and value >= 0)
+            ok = (
+                isinstance(value, list) and all(_number(b) and 0 <= b < 1 for b in value)
+                if key == "betas"
+                else _number(value) and value >= 0
+            )
             if not ok:
                 allowed = "two numbers in [0, 1)" if key == "betas" else "a number >= 0"
                 raise ConfigError(f"{prefix}{key}: got {value!r}; allowed: {allowed}")
@@ -165,8 +178,9 @@ class AlgoConfig(Section):
     gae_lambda: float = rule(lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]", "GAE's lambda")
     vf_coef: float = rule(*NON_NEGATIVE, "weight of the value loss")
     ent_coef: float = rule(*NON_NEGATIVE, "weight of the entropy bonus")
-    max_grad_norm: float | None = rule(lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null",
-                                       "gradient norm clipping")
+    max_grad_norm: float | None = rule(
+        lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null", "gradient norm clipping"
+    )
     normalize_obs: bool = rule(*BOOLEAN, "running mean/std observation normalisation")
     return_scaling: bool = rule(*BOOLEAN, "divide returns by their running std")
     normalize_advantage: bool = rule(*BOOLEAN, "per-update advantage normalisation")
@@ -186,11 +200,15 @@ class TrainerConfig(Section):
 
 @dataclass(frozen=True)
 class LoggerConfig(Section):
-    """`logger=mlflow|none`; `none` needs only its name."""
+    """`logger=mlflow|none`; `none` needs only its name and ignores the other keys (a
+    saved mlflow config re-run with `logger.name=none` keeps them)."""
 
     name: str = rule(_one_of(LOGGERS), "mlflow or none", "where runs are tracked")
-    tracking_uri: str | None = rule(lambda v: v is None or isinstance(v, str), "a URI or null",
-                                    "null: $MLFLOW_TRACKING_URI, else the embedded store")
+    tracking_uri: str | None = rule(
+        lambda v: v is None or isinstance(v, str),
+        "a URI or null",
+        "null: $MLFLOW_TRACKING_URI, else the embedded store",
+    )
     store_dir: str = rule(lambda v: isinstance(v, str), "a folder", "the embedded store's folder")
     experiment: str = rule(lambda v: isinstance(v, str) and v != "", "a name", "MLflow experiment")
     run_name: str | None = rule(lambda v: v is None or isinstance(v, str), "a name or null", "MLflow run name")
@@ -200,11 +218,13 @@ class LoggerConfig(Section):
     @classmethod
     def from_dict(cls, data: object, prefix: str):
         if isinstance(data, dict) and data.get("name") == "none":
-            unknown = [k for k in data if k != "name"]
+            known = [f.name for f in dataclasses.fields(cls)]
+            unknown = [k for k in data if k not in known]
             if unknown:
-                raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; logger=none has: name")
-            return cls(name="none", tracking_uri=None, store_dir="", experiment="-", run_name=None, tags={},
-                       log_model=False)
+                raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; logger has: {', '.join(known)}")
+            return cls(
+                name="none", tracking_uri=None, store_dir="", experiment="-", run_name=None, tags={}, log_model=False
+            )
         return super().from_dict(data, prefix)
 
     @property
@@ -216,8 +236,12 @@ class LoggerConfig(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {
-    "env": EnvConfig, "network": NetworkConfig, "optimizer": OptimizerConfig, "algo": AlgoConfig,
-    "trainer": TrainerConfig, "logger": LoggerConfig,
+    "env": EnvConfig,
+    "network": NetworkConfig,
+    "optimizer": OptimizerConfig,
+    "algo": AlgoConfig,
+    "trainer": TrainerConfig,
+    "logger": LoggerConfig,
 }
 
 
@@ -226,8 +250,7 @@ class Config(Section):
     """One training job. `lr`, `gamma` and `seed` are top-level: what users change most."""
 
     lr: float = rule(lambda v: _number(v) and v > 0, "a number > 0, e.g. lr=3e-4", "optimizer learning rate")
-    gamma: float = rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99",
-                        "discount factor")
+    gamma: float = rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99", "discount factor")
     seed: int = rule(lambda v: _integer(v) and v >= 0, "an integer >= 0", "seeds torch and every env")
     n_seeds: int = rule(*POSITIVE_INT, "seeds per job")
     env: EnvConfig = rule(None, "", "the env group")
@@ -244,7 +267,10 @@ class Config(Section):
 
     def to_dict(self) -> dict:
         return {
-            "lr": self.lr, "gamma": self.gamma, "seed": self.seed, "n_seeds": self.n_seeds,
+            "lr": self.lr,
+            "gamma": self.gamma,
+            "seed": self.seed,
+            "n_seeds": self.n_seeds,
             **{name: getattr(self, name).to_dict() for name in SECTIONS},
         }
 

@@ -12,7 +12,7 @@ from abe.envs.envpool import EnvPoolVectorEnv, import_envpool
 from abe.envs.mujoco import quiet_mujoco
 
 
-@functools.lru_cache(maxsize=None)  # run.py validates in its preflight check and in the job
+@functools.cache  # run.py validates in its preflight check and in the job
 def check_env_id(env_id: str) -> gym.spaces.Box:
     """Fail with one clear line unless ``env_id`` is a registered continuous-action env.
 
@@ -53,4 +53,6 @@ def check_backend(env_id: str, backend: str, kwargs: dict | None = None) -> None
     try:
         EnvPoolVectorEnv(env_id, 1, 1, dict(kwargs or {})).close()
     except Exception as ex:  # unknown kwargs: Config.__new__() got an unexpected keyword argument
-        raise ConfigError(f"env.kwargs: EnvPool cannot build '{env_id}' with {dict(kwargs or {})}: {first_line(ex)}") from None
+        raise ConfigError(
+            f"env.kwargs: EnvPool cannot build '{env_id}' with {dict(kwargs or {})}: {first_line(ex)}"
+        ) from None

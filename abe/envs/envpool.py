@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -16,8 +17,10 @@ def import_envpool():
     try:
         import envpool
     except ImportError:
-        raise ConfigError("env.backend=envpool: the envpool package is not installed; "
-                          "install it with `pip install envpool`, or use env.backend=sync") from None
+        raise ConfigError(
+            "env.backend=envpool: the envpool package is not installed; "
+            "install it with `pip install envpool`, or use env.backend=sync"
+        ) from None
     return envpool
 
 
@@ -38,7 +41,7 @@ class EnvPoolVectorEnv:
     deterministic, so the whole is too.
     """
 
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, env_id: str, num_envs: int, threads: int, kwargs: dict):
         envpool = import_envpool()
@@ -46,7 +49,9 @@ class EnvPoolVectorEnv:
         self.groups = [slice(sum(sizes[:k]), sum(sizes[: k + 1])) for k in range(len(sizes))]
         per_pool = max(1, threads // len(sizes))
         self._makers = [
-            functools.partial(envpool.make, env_id, env_type="gymnasium", num_envs=n, num_threads=min(per_pool, n), **kwargs)
+            functools.partial(
+                envpool.make, env_id, env_type="gymnasium", num_envs=n, num_threads=min(per_pool, n), **kwargs
+            )
             for n in sizes
         ]
         self.num_envs = num_envs

@@ -55,7 +55,9 @@ class ResumableEnv(gym.Wrapper):
         if "mujoco" in state:
             import mujoco
 
-            mujoco.mj_setState(inner.model, inner.data, np.asarray(state["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_setState(
+                inner.model, inner.data, np.asarray(state["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION
+            )
             mujoco.mj_forward(inner.model, inner.data)
         else:
             inner.state = np.asarray(state["state"]).copy()

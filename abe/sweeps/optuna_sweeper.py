@@ -15,7 +15,6 @@ takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`,
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -31,7 +30,14 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 from abe.core.errors import ConfigError
 from abe.sweeps.pruning import (
-    ENV_PRUNE_ON, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNE_ON, PRUNERS, make_pruner,
+    ENV_PRUNE_ON,
+    ENV_PRUNER,
+    ENV_STORAGE,
+    ENV_STUDY,
+    ENV_TRIAL,
+    PRUNE_ON,
+    PRUNERS,
+    make_pruner,
 )
 
 log = logging.getLogger(__name__)
@@ -57,8 +63,9 @@ ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeO
 
 
 class AbeOptunaSweeper(OptunaSweeper):
-    def __init__(self, pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str,
-                 fail_running_trials: bool, **kwargs) -> None:
+    def __init__(
+        self, pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str, fail_running_trials: bool, **kwargs
+    ) -> None:
         check_options(pruner, pruner_warmup, pruner_keep, prune_on)
         super().__init__(**kwargs)
         self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
@@ -72,9 +79,13 @@ def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_o
     if pruner not in PRUNERS:
         raise ConfigError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
     if not 0.0 <= pruner_warmup < 1.0:
-        raise ConfigError(f"hydra.sweeper.pruner_warmup: got {pruner_warmup}; allowed: a share of trainer.total_steps in [0, 1)")
+        raise ConfigError(
+            f"hydra.sweeper.pruner_warmup: got {pruner_warmup}; allowed: a share of trainer.total_steps in [0, 1)"
+        )
     if not 0.0 < pruner_keep <= 1.0:
-        raise ConfigError(f"hydra.sweeper.pruner_keep: got {pruner_keep}; allowed: a share of trials in (0, 1], e.g. 0.25")
+        raise ConfigError(
+            f"hydra.sweeper.pruner_keep: got {pruner_keep}; allowed: a share of trials in (0, 1], e.g. 0.25"
+        )
     if prune_on not in PRUNE_ON:
         raise ConfigError(f"hydra.sweeper.prune_on: got '{prune_on}'; allowed: {', '.join(PRUNE_ON)}")
 
@@ -116,10 +127,16 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         overrides = super()._configure_trials(trials, *args, **kwargs)
         if self.storage is None:
             return overrides
-        channel = {ENV_STUDY: self.study.study_name, ENV_STORAGE: str(self.storage), ENV_PRUNER: self.pruner_spec,
-                   ENV_PRUNE_ON: self.prune_on}
-        env = [f"+hydra.job.env_set.{k}={QuotedString(text=v, quote=Quote.single).with_quotes()}"
-               for k, v in channel.items()]
+        channel = {
+            ENV_STUDY: self.study.study_name,
+            ENV_STORAGE: str(self.storage),
+            ENV_PRUNER: self.pruner_spec,
+            ENV_PRUNE_ON: self.prune_on,
+        }
+        env = [
+            f"+hydra.job.env_set.{k}={QuotedString(text=v, quote=Quote.single).with_quotes()}"
+            for k, v in channel.items()
+        ]
         return [
             tuple(o) + tuple(env) + (f"+hydra.job.env_set.{ENV_TRIAL}={t._trial_id}",)
             for o, t in zip(overrides, trials, strict=True)
@@ -142,8 +159,10 @@ def progress_line(study: optuna.Study) -> str:
     states = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in (states.COMPLETE, states.PRUNED, states.FAIL)}
-    line = (f"trials: {len(trials)} ({count[states.COMPLETE]} complete, {count[states.PRUNED]} pruned, "
-            f"{count[states.FAIL]} failed)")
+    line = (
+        f"trials: {len(trials)} ({count[states.COMPLETE]} complete, {count[states.PRUNED]} pruned, "
+        f"{count[states.FAIL]} failed)"
+    )
     if count[states.COMPLETE]:
         best = study.best_trial
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())

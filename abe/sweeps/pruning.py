@@ -14,7 +14,11 @@ PRUNERS = ("median", "percentile", "hyperband", "none")
 PRUNE_ON = ("train/episode_return", OBJECTIVE)
 # How the sweeper tells each job its trial (hydra.job.env_set): see abe.sweeps.optuna_sweeper.
 ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
-    "ABE_OPTUNA_TRIAL_ID", "ABE_OPTUNA_STUDY", "ABE_OPTUNA_STORAGE", "ABE_OPTUNA_PRUNER", "ABE_OPTUNA_PRUNE_ON",
+    "ABE_OPTUNA_TRIAL_ID",
+    "ABE_OPTUNA_STUDY",
+    "ABE_OPTUNA_STORAGE",
+    "ABE_OPTUNA_PRUNER",
+    "ABE_OPTUNA_PRUNE_ON",
 )
 
 
@@ -45,7 +49,8 @@ class TrialReporter(Callback):
 
     def __init__(self, total_steps: int) -> None:
         self.study = optuna.load_study(
-            study_name=os.environ[ENV_STUDY], storage=os.environ[ENV_STORAGE],
+            study_name=os.environ[ENV_STUDY],
+            storage=os.environ[ENV_STORAGE],
             pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))

@@ -10,8 +10,14 @@ from abe.tracking.mlflow_run import NullTracker, Tracker
 from abe.tracking.store import user_tracking_uri
 
 
-def make_tracker(cfg: Config, run_dir: Path, overrides: list[str], device: str, parent_run_id: str | None = None,
-                 resume_run_id: str | None = None) -> Tracker:
+def make_tracker(
+    cfg: Config,
+    run_dir: Path,
+    overrides: list[str],
+    device: str,
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
+) -> Tracker:
     """The tracker `cfg.logger` asks for; `resume_run_id` continues that MLflow run.
 
     MLflow works in a helper process (abe.tracking.helper). With a store the user named

@@ -48,7 +48,8 @@ def _start_helper() -> tuple[subprocess.Popen, Connection]:
     path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-c", f"from abe.tracking.helper import serve; serve({theirs.fileno()})"],
-        pass_fds=[theirs.fileno()], env={**os.environ, "PYTHONPATH": path},
+        pass_fds=[theirs.fileno()],
+        env={**os.environ, "PYTHONPATH": path},
     )
     theirs.close()
     return process, Connection(ours.detach())
@@ -75,8 +76,16 @@ def _recv(conn: Connection):
 class BackgroundTracker:
     """abe.tracking.mlflow_run.MlflowTracker's interface; the work happens in the helper."""
 
-    def __init__(self, cfg: Config, run_dir: Path, overrides: list[str], device: str,
-                 parent_run_id: str | None = None, resume_run_id: str | None = None, wait: bool = False):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        overrides: list[str],
+        device: str,
+        parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
+        wait: bool = False,
+    ):
         self._process, self._conn = _take_helper()
         if parent_run_id is not None:
             prewarm()  # in a sweep, the next job in this process finds its helper ready
@@ -148,7 +157,9 @@ def serve(fd: int) -> None:
     try:
         kind, (container, run_dir, overrides, parent, resume, device) = _recv(conn)
         try:
-            tracker = MlflowTracker(Config.from_dict(container), Path(run_dir), overrides, parent, resume, device=device)
+            tracker = MlflowTracker(
+                Config.from_dict(container), Path(run_dir), overrides, parent, resume, device=device
+            )
         except Exception as ex:  # ConfigError: the store refused; anything else: say what
             _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
             return

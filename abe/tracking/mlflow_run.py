@@ -19,6 +19,7 @@ from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
 from abe.tracking.store import connect
 
+
 class Tracker(Protocol):
     run_id: str | None
 
@@ -93,8 +94,16 @@ class MlflowTracker:
     """One MLflow run: params and tags at the start, metrics as training goes, then
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, overrides: list[str], parent_run_id: str | None = None,
-                 resume_run_id: str | None = None, *, device: str):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        overrides: list[str],
+        parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
+        *,
+        device: str,
+    ):
         import mlflow
 
         self.mlflow = mlflow
@@ -149,7 +158,10 @@ class MlflowTracker:
         # Requirements are given rather than inferred (inference re-imports the model: seconds).
         with _no_pickle_warning():
             mlflow.pytorch.log_model(
-                model, name="model", serialization_format="pickle", input_example=input_example,
+                model,
+                name="model",
+                serialization_format="pickle",
+                input_example=input_example,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
 
@@ -163,8 +175,13 @@ class MlflowTracker:
         import torch
 
         with _no_pickle_warning(), tempfile.TemporaryDirectory(prefix="abe-warm-up-") as tmp:
-            mlflow.pytorch.save_model(torch.nn.Linear(1, 1), f"{tmp}/model", serialization_format="pickle",
-                                      input_example=np.zeros((1, 1), np.float32), pip_requirements=["torch"])
+            mlflow.pytorch.save_model(
+                torch.nn.Linear(1, 1),
+                f"{tmp}/model",
+                serialization_format="pickle",
+                input_example=np.zeros((1, 1), np.float32),
+                pip_requirements=["torch"],
+            )
 
     def finish(self, result: TrainResult | None, run_dir: Path, status: str, error: str | None = None) -> None:
         mlflow = self.mlflow

@@ -71,8 +71,9 @@ def connect(logger_cfg: LoggerConfig):
         try:
             store.mkdir(parents=True, exist_ok=True)
         except OSError as ex:
-            raise ConfigError(f"logger.store_dir: cannot create '{store}' ({ex.strerror}); "
-                              "pick a writable folder, or logger=none") from None
+            raise ConfigError(
+                f"logger.store_dir: cannot create '{store}' ({ex.strerror}); pick a writable folder, or logger=none"
+            ) from None
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     name = logger_cfg.experiment
@@ -88,4 +89,6 @@ def connect(logger_cfg: LoggerConfig):
     except ConfigError:
         raise
     except Exception as ex:  # bad credentials, missing driver, refused connection ...
-        raise ConfigError(f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {mask_secrets(first_line(ex))}") from None
+        raise ConfigError(
+            f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {mask_secrets(first_line(ex))}"
+        ) from None

@@ -84,7 +84,8 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
 
     parent_run = client.get_run(parent)
     children = client.search_runs(
-        [parent_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+        [parent_run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}'",
         max_results=10_000,
     )
     finished = [c for c in children if c.info.status == "FINISHED" and OBJECTIVE in c.data.metrics]
@@ -101,14 +102,12 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
     for key in ("lr", "gamma", "seed", "env.id"):
         if key in best.data.params:
             client.log_param(parent, f"best.{key}", best.data.params[key])
-    points = [
-        (float(c.data.params["lr"]), float(c.data.params["gamma"]), c.data.metrics[OBJECTIVE])
-        for c in finished
-    ]
+    points = [(float(c.data.params["lr"]), float(c.data.params["gamma"]), c.data.metrics[OBJECTIVE]) for c in finished]
     plot = sweep_plot(points, sweep_dir / "sweep_objective.png")
     client.log_artifact(parent, str(plot))
     # what the Optuna sweeper wrote: its plots, best params, the re-train command
-    for name in sorted(p.name for p in sweep_dir.glob("optuna_*.png")) + ["optimization_results.yaml", "best_command.txt"]:
+    written = ["optimization_results.yaml", "best_command.txt"]
+    for name in [*sorted(p.name for p in sweep_dir.glob("optuna_*.png")), *written]:
         if (sweep_dir / name).exists():
             client.log_artifact(parent, str(sweep_dir / name))
     return {"run_id": best.info.run_id, OBJECTIVE: best.data.metrics[OBJECTIVE]}

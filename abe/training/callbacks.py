@@ -59,8 +59,15 @@ class ProgressBar(Callback):
 
     def on_training_start(self, trainer: Trainer) -> None:
         cfg = trainer.cfg
-        self.bar = tqdm(total=cfg.trainer.total_steps, initial=trainer.state.env_steps, unit="step", unit_scale=True,
-                        dynamic_ncols=True, disable=not cfg.trainer.progress_bar, desc=cfg.env.id)
+        self.bar = tqdm(
+            total=cfg.trainer.total_steps,
+            initial=trainer.state.env_steps,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not cfg.trainer.progress_bar,
+            desc=cfg.env.id,
+        )
 
     def on_update(self, trainer: Trainer) -> None:
         self.bar.update(trainer.steps_per_update)
@@ -94,10 +101,17 @@ class Checkpointer(Callback):
 
     def on_evaluation(self, trainer: Trainer, record: dict) -> bool:
         trainer.state.wall_time_s = time.perf_counter() - trainer.start
-        save_checkpoint(trainer.agent, trainer.checkpoint_path, trainer.cfg, {
-            "progress": trainer.state.to_dict(), "rollout": trainer.rollout.snapshot(), "rng": rng_state(),
-            "mlflow_run_id": self.run_id(),
-        })
+        save_checkpoint(
+            trainer.agent,
+            trainer.checkpoint_path,
+            trainer.cfg,
+            {
+                "progress": trainer.state.to_dict(),
+                "rollout": trainer.rollout.snapshot(),
+                "rng": rng_state(),
+                "mlflow_run_id": self.run_id(),
+            },
+        )
         return True
 
 

@@ -41,12 +41,6 @@ def module_policy(model: torch.nn.Module) -> PolicyFn:
     return policy
 
 
-def random_policy(envs: gym.vector.VectorEnv, seed: int) -> PolicyFn:
-    """The baseline a trained agent must beat: uniform random actions."""
-    envs.action_space.seed(seed)
-    return lambda raw_obs: envs.action_space.sample()
-
-
 def episode_seeds(seed: int, count: int) -> list[int]:
     return [seed + EVAL_SEED_OFFSET + i for i in range(count)]
 

@@ -63,8 +63,10 @@ def _restore(checkpoint: dict, agent: Agent, rollout: Rollout) -> TrainingState:
     load_into(agent, checkpoint)
     set_rng_state(checkpoint["rng"])
     if not rollout.restore(checkpoint["rollout"]):
-        log.warning("the checkpoint holds no env states (EnvPool, or an env abe cannot capture): episodes restart, "
-                    "so the resumed run will not match an uninterrupted one exactly")
+        log.warning(
+            "the checkpoint holds no env states (EnvPool, or an env abe cannot capture): episodes restart, "
+            "so the resumed run will not match an uninterrupted one exactly"
+        )
     state = TrainingState(**checkpoint["progress"])
     log.info("resuming at %s env steps", f"{state.env_steps:,}")
     return state
@@ -88,7 +90,9 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> TrainResult:
             if state.env_steps >= state.next_eval or state.env_steps >= cfg.trainer.total_steps:
                 record = trainer.evaluate(losses)
                 answers = [callback.on_evaluation(trainer, record) for callback in callbacks]  # all of them run
-                reasons = [c.stop_reason or type(c).__name__ for c, go_on in zip(callbacks, answers) if not go_on]
+                reasons = [
+                    c.stop_reason or type(c).__name__ for c, go_on in zip(callbacks, answers, strict=True) if not go_on
+                ]
                 trainer.stopped_early = "; ".join(reasons) if reasons else None
         wall_time = time.perf_counter() - trainer.start
         for callback in callbacks:
@@ -98,10 +102,17 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> TrainResult:
             callback.close()
     final = state.evaluations[-1]
     return TrainResult(
-        env_id=cfg.env.id, seed=cfg.seed, eval_return_mean=final[OBJECTIVE], eval_return_std=final["eval/return_std"],
-        env_steps=state.env_steps, updates=state.updates, wall_time_s=round(wall_time, 3),
-        fps=round(state.env_steps / wall_time, 1), checkpoint=trainer.checkpoint_path,
-        evaluations=state.evaluations, stopped_early=trainer.stopped_early,
+        env_id=cfg.env.id,
+        seed=cfg.seed,
+        eval_return_mean=final[OBJECTIVE],
+        eval_return_std=final["eval/return_std"],
+        env_steps=state.env_steps,
+        updates=state.updates,
+        wall_time_s=round(wall_time, 3),
+        fps=round(state.env_steps / wall_time, 1),
+        checkpoint=trainer.checkpoint_path,
+        evaluations=state.evaluations,
+        stopped_early=trainer.stopped_early,
     )
 
 

@@ -17,7 +17,7 @@ RESULT_FIELDS = {"eval/return_mean", "eval/return_std", "env_steps", "wall_time_
 def test_run_writes_result_config_checkpoint_and_curve(tracked_run):
     proc, run_dir, _ = tracked_run
     result = json.loads((run_dir / "result.json").read_text())
-    assert RESULT_FIELDS <= result.keys()
+    assert result.keys() >= RESULT_FIELDS
     assert result["env_steps"] == 256 and result["eval/return_mean"] < 0  # Pendulum returns are negative
     saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert (saved.lr, saved.gamma, saved.env.id) == (3e-4, 0.95, "Pendulum-v1")
@@ -30,9 +30,10 @@ def test_run_writes_result_config_checkpoint_and_curve(tracked_run):
     assert "Traceback" not in proc.stderr
 
 
-def test_mlflow_run_has_params_metrics_artifacts_and_a_loadable_model(tracked_run):
+def test_mlflow_run_has_params_metrics_artifacts_and_a_loadable_model(tracked_run, monkeypatch):
     _, run_dir, store = tracked_run
     result = json.loads((run_dir / "result.json").read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")  # restored after the test
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     run = mlflow.get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED"
@@ -53,8 +54,13 @@ def test_mlflow_run_has_params_metrics_artifacts_and_a_loadable_model(tracked_ru
 
 def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
     start = time.monotonic()
-    proc = run_cli("env=pendulum", *TINY[:-1], "logger=mlflow", "logger.tracking_uri=http://127.0.0.1:9",
-                   f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "env=pendulum",
+        *TINY[:-1],
+        "logger=mlflow",
+        "logger.tracking_uri=http://127.0.0.1:9",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert proc.returncode == 2 and time.monotonic() - start < 60
     assert proc.stderr.startswith("error: logger.tracking_uri: no MLflow server answers at http://127.0.0.1:9")
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
@@ -62,8 +68,14 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
 
 def test_rerun_from_the_saved_config_reproduces_the_returns(tracked_run, tmp_path):
     _, run_dir, _ = tracked_run
-    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "logger.name=none",
-                   f"hydra.run.dir={tmp_path / 'again'}")
+    proc = run_cli(
+        "--config-path",
+        str(run_dir / ".hydra"),
+        "--config-name",
+        "config",
+        "logger.name=none",
+        f"hydra.run.dir={tmp_path / 'again'}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     original = json.loads((run_dir / "result.json").read_text())["evaluations"]
     again = json.loads((tmp_path / "again" / "result.json").read_text())["evaluations"]
@@ -77,11 +89,18 @@ def test_group_override_on_a_saved_config_is_explained(tracked_run):
     assert proc.stderr.startswith("error: logger: got 'none' instead of a section of keys")
 
 
-def test_n_seeds_trains_each_seed_and_returns_their_mean(tmp_path):
+def test_n_seeds_trains_each_seed_and_returns_their_mean(tmp_path, monkeypatch):
     store = tmp_path / "store"
     overrides = [o for o in TINY if not o.startswith("logger")]
-    proc = run_cli("env=pendulum", "seed=5", "n_seeds=2", *overrides, f"logger.store_dir={store}",
-                   f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli(
+        "env=pendulum",
+        "seed=5",
+        "n_seeds=2",
+        *overrides,
+        f"logger.store_dir={store}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "result.json").read_text())
     per_seed = [json.loads((tmp_path / "run" / f"seed_{s}" / "result.json").read_text()) for s in (5, 6)]
@@ -89,6 +108,7 @@ def test_n_seeds_trains_each_seed_and_returns_their_mean(tmp_path):
     assert summary["per_seed"] == [r["eval/return_mean"] for r in per_seed]
     assert summary["eval/return_mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
     assert OmegaConf.load(tmp_path / "run" / "seed_6" / ".hydra" / "config.yaml").seed == 6
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")  # restored after the test
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["Pendulum-v1"])
     assert sorted(runs["params.seed"]) == ["5", "6"]

@@ -1,16 +1,20 @@
 """`python -m abe evaluate` and `python -m abe reproduce` on runs made by `run.py`."""
 
 import json
+import os
+import subprocess
+import sys
 
 import imageio.v2 as imageio
 import mlflow
 import pytest
 
-from abe.agent import build_agent
-from abe.checkpoint import load_into, read_checkpoint
-from abe.envs import make_vector_env
-from abe.errors import ConfigError
-from abe.reproduction import load_saved_config, why_different
+from abe import PROJECT_ROOT
+from abe.agent.agent import build_agent
+from abe.agent.checkpoint import load_into, read_checkpoint
+from abe.commands.reproduce import load_saved_config, why_different
+from abe.core.errors import ConfigError
+from abe.envs.vector import make_vector_env
 from tests.conftest import run_module
 
 
@@ -32,8 +36,16 @@ def test_evaluate_checkpoint_repeats_the_training_time_evaluation(tracked_run):
 def test_evaluate_run_id_records_a_real_video_and_logs_it(tracked_run):
     _, run_dir, store = tracked_run
     run_id = result_of(run_dir)["mlflow_run_id"]
-    proc = run_module("evaluate", run_id, "--episodes", "1", "--video", "--stochastic",
-                      "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    proc = run_module(
+        "evaluate",
+        run_id,
+        "--episodes",
+        "1",
+        "--video",
+        "--stochastic",
+        "--tracking-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+    )
     assert proc.returncode == 0, proc.stderr
     [line] = [line for line in proc.stdout.splitlines() if line.startswith("video: ")]
     video = run_dir / line.split()[1].rsplit("/", 1)[1]
@@ -49,8 +61,9 @@ def test_evaluate_run_id_records_a_real_video_and_logs_it(tracked_run):
 def test_evaluate_mlflow_model_uri(tracked_run):
     _, run_dir, store = tracked_run
     run_id = result_of(run_dir)["mlflow_run_id"]
-    proc = run_module("evaluate", f"runs:/{run_id}/model", "--episodes", "2",
-                      "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    proc = run_module(
+        "evaluate", f"runs:/{run_id}/model", "--episodes", "2", "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"MLflow model runs:/{run_id}/model: Pendulum-v1, 2 episodes")
     # The exported model normalises in float32: close to, not bit-equal with, the agent.
@@ -58,13 +71,25 @@ def test_evaluate_mlflow_model_uri(tracked_run):
     assert final == pytest.approx(result_of(run_dir)["eval/return_mean"], rel=0.05)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["evaluate", "no/such/checkpoint.pt"], "source: 'no/such/checkpoint.pt' is not a checkpoint file, an MLflow run id"),
-    (["evaluate", "README.md"], "checkpoint: 'README.md' is not an abe checkpoint"),
-    (["evaluate", "0123456789abcdef0123456789abcdef"], "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///"),
-    (["reproduce", "0123456789abcdef0123456789abcdef"], "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///"),
-    (["evaluate", "x.pt", "--episodes", "0"], "--episodes: got 0; allowed: an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["evaluate", "no/such/checkpoint.pt"],
+            "source: 'no/such/checkpoint.pt' is not a checkpoint file, an MLflow run id",
+        ),
+        (["evaluate", "README.md"], "checkpoint: 'README.md' is not an abe checkpoint"),
+        (
+            ["evaluate", "0123456789abcdef0123456789abcdef"],
+            "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///",
+        ),
+        (
+            ["reproduce", "0123456789abcdef0123456789abcdef"],
+            "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///",
+        ),
+        (["evaluate", "x.pt", "--episodes", "0"], "--episodes: got 0; allowed: an integer >= 1"),
+    ],
+)
 def test_bad_sources_are_one_line(tracked_run, args, message):
     _, _, store = tracked_run
     proc = run_module(*args, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
@@ -85,7 +110,9 @@ def test_reproduce_needs_a_saved_config(tracked_run):
 def test_reproduce_matches_exactly_and_tags_the_new_run(tracked_run):
     _, run_dir, store = tracked_run
     run_id = result_of(run_dir)["mlflow_run_id"]
-    proc = run_module("reproduce", run_id, "trainer.progress_bar=false", "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    proc = run_module(
+        "reproduce", run_id, "trainer.progress_bar=false", "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "reproduced exactly: 2/2 evaluations match" in proc.stdout
     new_id = proc.stdout.strip().splitlines()[-1].removeprefix("new run: ")
@@ -106,7 +133,10 @@ def test_saved_config_that_could_run_code_is_refused(tmp_path):
 
 def test_a_mismatch_says_why():
     before = {"versions.torch": "2.13.0", "versions.mujoco": "4.0.0", "device": "cpu"}
-    assert why_different(before, {**before, "versions.torch": "2.14.1"}) == "package versions differ: torch 2.13.0 -> 2.14.1"
+    assert (
+        why_different(before, {**before, "versions.torch": "2.14.1"})
+        == "package versions differ: torch 2.13.0 -> 2.14.1"
+    )
     assert why_different(before, {**before, "device": "cuda"}) == "device differs: cpu -> cuda"
 
 
@@ -114,20 +144,36 @@ def test_checkpoint_of_another_shape_names_both_shapes(tracked_run, make_cfg):
     _, run_dir, _ = tracked_run
     state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     envs = make_vector_env("Pendulum-v1", 1)
-    agent = build_agent(make_cfg("env=pendulum", "network.width=32"), envs.single_observation_space,
-                        envs.single_action_space)
+    agent = build_agent(
+        make_cfg("env=pendulum", "network.width=32"), envs.single_observation_space, envs.single_action_space
+    )
     envs.close()
     with pytest.raises(ConfigError, match=r"torch.Size\(\[64, 3\]\) from checkpoint.*torch.Size\(\[32, 3\]\)"):
         load_into(agent, state)
 
 
 def test_mujoco_video_renders_headless(tmp_path):
-    # MuJoCo draws through OSMesa when there is no display (Debian libosmesa6).
-    from abe.evaluation import random_policy, record_video
-
-    envs = make_vector_env("InvertedPendulum-v5", 1)
-    path, frames, _ = record_video(random_policy(envs, 0), "InvertedPendulum-v5", {}, 0, tmp_path / "v.mp4")
-    envs.close()
+    # MuJoCo draws through OSMesa when there is no display (Debian libosmesa6). In a
+    # process of its own: choosing the GL backend sets MUJOCO_GL for the whole process.
+    path = tmp_path / "v.mp4"
+    script = (
+        "from abe.envs.vector import make_vector_env\n"
+        "from abe.training.evaluation import record_video\n"
+        "from tests.conftest import random_policy\n"
+        "envs = make_vector_env('InvertedPendulum-v5', 1)\n"
+        f"_, frames, _ = record_video(random_policy(envs, 0), 'InvertedPendulum-v5', {{}}, 0, Path({str(path)!r}))\n"
+        "print(frames)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path\n" + script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DISPLAY"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frames = int(proc.stdout.split()[-1])
     decoded = [frame for frame in imageio.get_reader(path)]  # len() of a reader is inf
     assert len(decoded) == frames > 1 and decoded[0].shape == (480, 480, 3)
     assert decoded[-1].std() > 5  # a rendered scene, not a flat colour

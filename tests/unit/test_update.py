@@ -9,10 +9,10 @@ import torch
 from tianshou.data import Batch, VectorReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from abe.agent import build_agent
-from abe.envs import make_vector_env
-from abe.rollout import Rollout, RolloutBatch
-from abe.update import a2c_update, gae
+from abe.agent.agent import build_agent
+from abe.agent.rollout import Rollout, RolloutBatch
+from abe.agent.update import a2c_update, gae
+from abe.envs.vector import make_vector_env
 
 
 def random_rollout(rng, n_steps=6, num_envs=3, obs_dim=3, act_dim=1) -> RolloutBatch:
@@ -31,8 +31,17 @@ def tianshou_buffer(batch: RolloutBatch) -> VectorReplayBuffer:
     n_steps, num_envs = batch.rew.shape
     buffer = VectorReplayBuffer(total_size=n_steps * num_envs, buffer_num=num_envs)
     for t in range(n_steps):
-        buffer.add(Batch(obs=batch.obs[t], act=batch.act[t], rew=batch.rew[t], terminated=batch.terminated[t],
-                         truncated=batch.truncated[t], obs_next=batch.obs_next[t], info={}))
+        buffer.add(
+            Batch(
+                obs=batch.obs[t],
+                act=batch.act[t],
+                rew=batch.rew[t],
+                terminated=batch.terminated[t],
+                truncated=batch.truncated[t],
+                obs_next=batch.obs_next[t],
+                info={},
+            )
+        )
     return buffer
 
 
@@ -53,8 +62,9 @@ def test_update_leaves_the_weights_tianshous_update_leaves(make_cfg, return_scal
         assert losses["loss/actor"] == pytest.approx(stats.actor_loss.mean, rel=1e-5)
         assert losses["loss/critic"] == pytest.approx(stats.vf_loss.mean, rel=1e-5)
         assert losses["loss/entropy"] == pytest.approx(stats.ent_loss.mean, rel=1e-5)
-    for (name, mine), (_, reference) in zip(ours.algorithm.named_parameters(), theirs.algorithm.named_parameters(),
-                                            strict=True):
+    for (name, mine), (_, reference) in zip(
+        ours.algorithm.named_parameters(), theirs.algorithm.named_parameters(), strict=True
+    ):
         torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6, msg=name)
     assert ours.algorithm.ret_rms.var == pytest.approx(theirs.algorithm.ret_rms.var, rel=1e-6)
 
@@ -63,8 +73,15 @@ def test_update_leaves_the_weights_tianshous_update_leaves(make_cfg, return_scal
 def test_normalized_advantages_make_the_actor_step_blind_to_the_reward_scale(make_cfg, normalize):
     # With V = 0 and no return scaling, rewards x 100 give advantages x 100: normalised,
     # the actor takes the same step; raw, a different one.
-    cfg = make_cfg("env=pendulum", "logger=none", "algo.return_scaling=false", "algo.vf_coef=0",
-                   "algo.max_grad_norm=null", "optimizer=sgd", f"algo.normalize_advantage={normalize}")
+    cfg = make_cfg(
+        "env=pendulum",
+        "logger=none",
+        "algo.return_scaling=false",
+        "algo.vf_coef=0",
+        "algo.max_grad_norm=null",
+        "optimizer=sgd",
+        f"algo.normalize_advantage={normalize}",
+    )
     envs = make_vector_env("Pendulum-v1", 1)
     torch.manual_seed(0)
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
@@ -76,8 +93,10 @@ def test_normalized_advantages_make_the_actor_step_blind_to_the_reward_scale(mak
     a2c_update(agent, batch)
     batch.rew *= 100
     a2c_update(scaled, batch)
-    same = all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-               for a, b in zip(agent.actor.parameters(), scaled.actor.parameters(), strict=True))
+    same = all(
+        torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        for a, b in zip(agent.actor.parameters(), scaled.actor.parameters(), strict=True)
+    )
     assert same == normalize
 
 
@@ -89,8 +108,8 @@ def test_gae_by_hand():
     terminated = np.array([[False], [True], [False]])
     end = np.array([[False], [True], [True]])
     adv = gae(rew, v_s, v_next, terminated, end, gamma=0.9, gae_lambda=0.5)
-    d2 = 3.0 + 0.9 * 2.0 - 1.0         # last step: bootstrapped from V(obs_next)
-    d1 = 2.0 - 0.25                    # terminal: no bootstrap
+    d2 = 3.0 + 0.9 * 2.0 - 1.0  # last step: bootstrapped from V(obs_next)
+    d1 = 2.0 - 0.25  # terminal: no bootstrap
     d0 = 1.0 + 0.9 * 0.25 - 0.5
     np.testing.assert_allclose(adv[:, 0], [d0 + 0.9 * 0.5 * d1, d1, d2])
 
@@ -130,12 +149,3 @@ def test_envpool_rollout_marks_the_step_after_each_episode_end(make_cfg):
     assert len(finished) == 4 and batch.truncated[199].all() and not batch.terminated.any()
     assert not batch.valid[200].any() and batch.valid[:200].all() and batch.valid[201:].all()
     assert np.all(batch.rew[200] == 0.0)
-
-
-def test_env_action_matches_the_policys_map_action(make_cfg):
-    cfg = make_cfg("env=halfcheetah", "logger=none")
-    envs = make_vector_env("HalfCheetah-v5", 1)
-    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
-    envs.close()
-    action = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32) * 2
-    np.testing.assert_allclose(agent.env_action(action), agent.policy.map_action(action), rtol=1e-6)

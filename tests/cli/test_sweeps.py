@@ -22,18 +22,31 @@ def sweep_runs(store):
     return client, parents[0], children
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
-                         ids=["basic", "joblib-2-processes"])
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib-2-processes"]
+)
 def test_sweep_is_one_parent_run_with_nested_children(tmp_path, launcher):
     store, sweep_dir = tmp_path / "store", tmp_path / "sweep"
-    proc = run_cli("-m", "env=pendulum", "lr=1e-3,3e-4", "gamma=0.9,0.99", *SWEEP_TINY, *launcher,
-                   f"logger.store_dir={store}", f"hydra.sweep.dir={sweep_dir}",
-                   env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli(
+        "-m",
+        "env=pendulum",
+        "lr=1e-3,3e-4",
+        "gamma=0.9,0.99",
+        *SWEEP_TINY,
+        *launcher,
+        f"logger.store_dir={store}",
+        f"hydra.sweep.dir={sweep_dir}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, parent, children = sweep_runs(store)
     assert parent.info.status == "FINISHED"
     assert sorted((c.data.params["lr"], c.data.params["gamma"]) for c in children) == [
-        ("0.0003", "0.9"), ("0.0003", "0.99"), ("0.001", "0.9"), ("0.001", "0.99")]
+        ("0.0003", "0.9"),
+        ("0.0003", "0.99"),
+        ("0.001", "0.9"),
+        ("0.001", "0.99"),
+    ]
     assert all(c.info.status == "FINISHED" for c in children)
     best = max(children, key=lambda c: c.data.metrics["eval/return_mean"])
     assert parent.data.tags["best_run_id"] == best.info.run_id

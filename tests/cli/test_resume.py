@@ -13,14 +13,20 @@ import pytest
 import torch
 
 from abe import PROJECT_ROOT
-from abe.agent import build_agent
-from abe.checkpoint import checkpoint_config, read_checkpoint, save_checkpoint
-from abe.envs import make_vector_env
-from abe.errors import ConfigError
+from abe.agent.agent import build_agent
+from abe.agent.checkpoint import checkpoint_config, read_checkpoint, save_checkpoint
+from abe.core.errors import ConfigError
+from abe.envs.vector import make_vector_env
 from tests.conftest import run_cli, run_module
 
-RUN = ["env=pendulum", "trainer.total_steps=6144", "trainer.num_envs=4", "trainer.eval_every=1024",
-       "trainer.eval_episodes=3", "trainer.progress_bar=false"]
+RUN = [
+    "env=pendulum",
+    "trainer.total_steps=6144",
+    "trainer.num_envs=4",
+    "trainer.eval_every=1024",
+    "trainer.eval_episodes=3",
+    "trainer.progress_bar=false",
+]
 
 
 def returns(run_dir):
@@ -43,8 +49,17 @@ def test_sigkilled_run_resumes_to_the_same_returns_in_the_same_mlflow_run(tmp_pa
 
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "run.py"), *RUN, f"logger.store_dir={store}", f"hydra.run.dir={killed_dir}"],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "run.py"),
+            *RUN,
+            f"logger.store_dir={store}",
+            f"hydra.run.dir={killed_dir}",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
     )
     deadline = time.monotonic() + 120
     while checkpoint_steps(killed_dir / "checkpoints" / "last.pt") < 2048:
@@ -114,14 +129,21 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint_intact(tracked_run,
 
 
 def test_an_envpool_run_resumes_with_new_episodes_and_says_so(make_cfg, tmp_path, caplog):
-    from abe.tracking import NullTracker
-    from abe.training import train
+    from abe.training.callbacks import Checkpointer
+    from abe.training.loop import train
 
-    common = ["env=pendulum", "env.backend=envpool", "trainer.num_envs=4", "trainer.eval_every=512",
-              "trainer.eval_episodes=2", "trainer.progress_bar=false", "logger=none"]
-    train(make_cfg(*common, "trainer.total_steps=1024"), tmp_path, NullTracker())
+    common = [
+        "env=pendulum",
+        "env.backend=envpool",
+        "trainer.num_envs=4",
+        "trainer.eval_every=512",
+        "trainer.eval_episodes=2",
+        "trainer.progress_bar=false",
+        "logger=none",
+    ]
+    train(make_cfg(*common, "trainer.total_steps=1024"), tmp_path, [Checkpointer()])
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert checkpoint["rollout"]["envs"] is None  # EnvPool exposes no env state
-    result = train(make_cfg(*common, "trainer.total_steps=2048"), tmp_path, NullTracker(), resume=checkpoint)
+    result = train(make_cfg(*common, "trainer.total_steps=2048"), tmp_path, resume=checkpoint)
     assert "holds no env states (EnvPool" in caplog.text
-    assert [e["env_steps"] for e in result["evaluations"]] == [512, 1024, 1536, 2048]
+    assert [e["env_steps"] for e in result.evaluations] == [512, 1024, 1536, 2048]

@@ -3,7 +3,7 @@ exit code 2, no traceback, no run dir."""
 
 import pytest
 
-from abe.cli import check_command_line
+from abe.commands.hydra_edge import check_command_line
 from tests.conftest import run_cli
 
 CASES = [
@@ -27,14 +27,22 @@ CASES = [
     (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
     (["env.backend=ray"], "env.backend: got 'ray'; allowed: one of sync, async, envpool"),
     (["env.backend=envpool", "env.threads=-1"], "env.threads: got -1; allowed: an integer >= 0 (0: one per CPU core)"),
-    (["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=bogus"],
-     "hydra.sweeper.pruner: got 'bogus'; allowed: median, percentile, hyperband, none"),
-    (["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner_keep=2"],
-     "hydra.sweeper.pruner_keep: got 2.0; allowed: a share of trials in (0, 1]"),
-    (["-m", "hparams_search=lr_gamma", "hydra.sweeper.prune_on=loss"],
-     "hydra.sweeper.prune_on: got 'loss'; allowed: train/episode_return, eval/return_mean"),
-    (["env.backend=envpool", "+env.kwargs.ctrl_cost=0.1"],
-     "env.kwargs: EnvPool cannot build 'HalfCheetah-v5' with {'ctrl_cost': 0.1}: Config.__new__() got an unexpected"),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=bogus"],
+        "hydra.sweeper.pruner: got 'bogus'; allowed: median, percentile, hyperband, none",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner_keep=2"],
+        "hydra.sweeper.pruner_keep: got 2.0; allowed: a share of trials in (0, 1]",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.prune_on=loss"],
+        "hydra.sweeper.prune_on: got 'loss'; allowed: train/episode_return, eval/return_mean",
+    ),
+    (
+        ["env.backend=envpool", "+env.kwargs.ctrl_cost=0.1"],
+        "env.kwargs: EnvPool cannot build 'HalfCheetah-v5' with {'ctrl_cost': 0.1}: Config.__new__() got an unexpected",
+    ),
 ]
 
 
@@ -50,14 +58,27 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
 
 def test_good_input_passes_the_check(capsys):
     check_command_line(["env=pendulum", "lr=3e-4", "gamma=0.995", "network.layer_norm=false"])
-    check_command_line(["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=percentile", "hydra/launcher=joblib",
-                        "network.width=choice(64,128)", "gamma=0.9,0.99"])
+    check_command_line(
+        [
+            "-m",
+            "hparams_search=lr_gamma",
+            "hydra.sweeper.pruner=percentile",
+            "hydra/launcher=joblib",
+            "network.width=choice(64,128)",
+            "gamma=0.9,0.99",
+        ]
+    )
     assert capsys.readouterr().err == ""
 
 
 def test_a_bad_sweeper_option_leaves_no_sweep_behind(tmp_path):
-    proc = run_cli("-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner=bogus", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                   f"logger.store_dir={tmp_path / 'store'}")
+    proc = run_cli(
+        "-m",
+        "hparams_search=lr_gamma",
+        "hydra.sweeper.pruner=bogus",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"logger.store_dir={tmp_path / 'store'}",
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "store").exists()  # no MLflow parent run either
 
@@ -73,8 +94,8 @@ def test_cli_exits_2_without_traceback_or_run_dir(args, tmp_path):
 
 
 def test_an_env_envpool_lacks_is_named_with_its_neighbours():
-    from abe.envs import check_backend
-    from abe.errors import ConfigError
+    from abe.core.errors import ConfigError
+    from abe.envs.checks import check_backend
 
     with pytest.raises(ConfigError, match=r"env.id: 'HalfCheetah-v2' is not an EnvPool env; EnvPool has HalfCheetah-v"):
         check_backend("HalfCheetah-v2", "envpool")

@@ -19,8 +19,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.conftest import TINY, run_cli
 
 CHROMIUM_FLAGS = [  # the background-networking flags keep Chromium off the closed network
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1000",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1000",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
     "--disable-quic",
 ]
 
@@ -37,15 +44,34 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     store = root / "store"
     overrides = [o for o in TINY if not o.startswith("logger")]
-    proc = run_cli("env=pendulum", "lr=3e-4", "gamma=0.97", *overrides, f"logger.store_dir={store}",
-                   "logger.run_name=ui-test-run", f"hydra.run.dir={root / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli(
+        "env=pendulum",
+        "lr=3e-4",
+        "gamma=0.97",
+        *overrides,
+        f"logger.store_dir={store}",
+        "logger.run_name=ui-test-run",
+        f"hydra.run.dir={root / 'run'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     server = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -79,9 +105,7 @@ def browser():
 
 def page_text_containing(browser, url: str, *needles: str) -> str:
     browser.get(url)
-    WebDriverWait(browser, 60).until(
-        lambda b: all(n in b.find_element(By.TAG_NAME, "body").text for n in needles)
-    )
+    WebDriverWait(browser, 60).until(lambda b: all(n in b.find_element(By.TAG_NAME, "body").text for n in needles))
     return browser.find_element(By.TAG_NAME, "body").text
 
 
@@ -96,8 +120,10 @@ def test_ui_lists_the_run_and_shows_its_params_and_return(server, browser):
     page_text_containing(browser, f"{url}/#/experiments/{experiment.experiment_id}/runs", "ui-test-run")
     # The run's page: params and the final eval return.
     text = page_text_containing(
-        browser, f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
-        "eval/return_mean", "gamma",
+        browser,
+        f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
+        "eval/return_mean",
+        "gamma",
     )
     lines = text.splitlines()
     value_of = {name: lines[i + 1] for i, name in enumerate(lines[:-1])}

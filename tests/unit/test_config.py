@@ -1,12 +1,13 @@
 """Every config group option and every experiment composes, validates and builds."""
 
-
 import pytest
 
 from abe import CONFIG_DIR, PROJECT_ROOT
-from abe.agent import build_agent
-from abe.config import validate
-from abe.envs import make_vector_env
+from abe.agent.agent import build_agent
+from abe.commands.hydra_edge import check_runtime
+from abe.core.errors import ConfigError
+from abe.core.schema import ADDED_LATER, Config
+from abe.envs.vector import make_vector_env
 
 
 def options(group: str) -> list[str]:
@@ -22,7 +23,7 @@ def test_every_group_has_the_options_of_the_public_contract():
 
 
 def build(cfg):
-    validate(cfg)
+    check_runtime(cfg)
     envs = make_vector_env(cfg.env.id, 1)
     try:
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
@@ -45,8 +46,15 @@ def test_option_composes_and_builds(make_cfg, override):
 
 
 def test_top_level_names_feed_the_objects_they_configure(make_cfg):
-    cfg = make_cfg("optimizer=adam", "lr=3e-4", "gamma=0.995", "optimizer.weight_decay=1e-4",
-                   "network.width=32", "network.depth=3", "network.layer_norm=true")
+    cfg = make_cfg(
+        "optimizer=adam",
+        "lr=3e-4",
+        "gamma=0.995",
+        "optimizer.weight_decay=1e-4",
+        "network.width=32",
+        "network.depth=3",
+        "network.layer_norm=true",
+    )
     agent = build(cfg)
     group = agent.algorithm.optim._optim.param_groups[0]
     assert (group["lr"], group["weight_decay"]) == (3e-4, 1e-4)
@@ -71,5 +79,47 @@ def test_any_gymnasium_id_works_through_env_id(make_cfg):
 def test_experiments_state_their_purpose_in_a_comment():
     for path in (PROJECT_ROOT / "experiments").glob("*.yaml"):
         lines = path.read_text().splitlines()
-        comments = [l for l in lines[:12] if l.startswith("#") and "@package" not in l]
+        comments = [line for line in lines[:12] if line.startswith("#") and "@package" not in line]
         assert comments, f"{path.name} does not say what it is for"
+
+
+def test_the_typed_config_round_trips_through_plain_values(make_cfg):
+    for overrides in (
+        ["optimizer=adam"],
+        ["optimizer=sgd", "optimizer.momentum=0.9"],
+        ["logger=none"],
+        ["experiment=tutorial4", "+env.kwargs.goal_velocity=0.1"],
+    ):
+        cfg = make_cfg(*overrides)
+        assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_config_saved_before_a_key_existed_gets_the_value_that_reproduces_it(make_cfg):
+    plain = make_cfg("logger=none").to_dict()
+    for dotted in ADDED_LATER:
+        *parents, key = dotted.split(".")
+        node = plain
+        for part in parents:
+            node = node[part]
+        del node[key]
+    old = Config.from_dict(plain)
+    assert (old.n_seeds, old.env.threads, old.algo.lr_decay, old.algo.normalize_advantage) == (1, 0, False, False)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["algo"].pop("gae_lambda"), "algo.gae_lambda: missing from the config"),
+        (lambda d: d["algo"].update(clip_ratio=0.2), "unknown config key 'algo.clip_ratio'; algo has: n_steps,"),
+        (lambda d: d.update(launcher="x"), "unknown config key 'launcher'; the top level has: lr, gamma"),
+        (lambda d: d["optimizer"].update(betas=[0.9, 1.5]), "optimizer.betas: got [0.9, 1.5]; allowed: two numbers"),
+        (lambda d: d.update(network=3), "network: got 3 instead of a section of keys"),
+        (lambda d: d["trainer"].update(device="tpu"), "trainer.device: got 'tpu'; allowed: one of cpu, cuda, auto"),
+    ],
+)
+def test_a_bad_plain_config_names_the_key_and_what_is_allowed(make_cfg, change, message):
+    plain = make_cfg("optimizer=adam").to_dict()
+    change(plain)
+    with pytest.raises(ConfigError) as error:
+        Config.from_dict(plain)
+    assert str(error.value).startswith(message), error.value

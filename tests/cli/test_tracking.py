@@ -8,11 +8,11 @@ import warnings
 
 import mlflow
 import pytest
-from omegaconf import OmegaConf
 
 from abe import PROJECT_ROOT
-from abe.cli import check_command_line
-from abe.tracking import flatten, mask_secrets
+from abe.commands.hydra_edge import check_command_line
+from abe.core.secrets import mask_secrets
+from abe.tracking.mlflow_run import flatten
 from tests.conftest import run_cli
 
 PENDULUM = ["env=pendulum", "trainer.num_envs=2", "trainer.eval_episodes=2", "trainer.progress_bar=false"]
@@ -29,8 +29,16 @@ def runs_in(store):
 
 def test_diverged_run_is_failed_with_the_reason(tmp_path):
     store = tmp_path / "store"
-    proc = run_cli(*PENDULUM, "optimizer=sgd", "lr=1e6", "trainer.total_steps=4096", "trainer.eval_every=2048",
-                   f"logger.store_dir={store}", f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli(
+        *PENDULUM,
+        "optimizer=sgd",
+        "lr=1e6",
+        "trainer.total_steps=4096",
+        "trainer.eval_every=2048",
+        f"logger.store_dir={store}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: training diverged at ") and "Traceback" not in proc.stderr
     [run] = runs_in(store)
@@ -41,9 +49,19 @@ def test_diverged_run_is_failed_with_the_reason(tmp_path):
 def test_sigterm_marks_the_run_killed(tmp_path):
     store = tmp_path / "store"
     proc = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "run.py"), *PENDULUM, "trainer.total_steps=10000000",
-         "trainer.eval_every=1000", f"logger.store_dir={store}", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "run.py"),
+            *PENDULUM,
+            "trainer.total_steps=10000000",
+            "trainer.eval_every=1000",
+            f"logger.store_dir={store}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     deadline = time.monotonic() + 120
@@ -57,19 +75,22 @@ def test_sigterm_marks_the_run_killed(tmp_path):
     assert run.info.status == "KILLED"
 
 
-def test_passwords_in_uris_are_masked():
+def test_passwords_in_uris_are_masked(make_cfg):
     assert mask_secrets("postgresql://abe:s3cr3t@db:5432/mlflow") == "postgresql://abe:***@db:5432/mlflow"
     assert mask_secrets("http://host:5000") == "http://host:5000"
-    cfg = OmegaConf.create({"logger": {"tracking_uri": "http://u:pw@host:5000"}, "lr": 0.1})
-    assert flatten(cfg) == {"logger.tracking_uri": "http://u:***@host:5000", "lr": "0.1"}
+    params = flatten(make_cfg("logger.tracking_uri=http://u:pw@host:5000", "lr=0.1"))
+    assert params["logger.tracking_uri"] == "http://u:***@host:5000" and params["lr"] == "0.1"
 
 
-@pytest.mark.parametrize("uri,message", [
-    ("ftp://example/x", "logger.tracking_uri: unsupported URI 'ftp://example/x'; allowed: sqlite:///"),
-    ("nonsense", "logger.tracking_uri: unsupported URI 'nonsense'"),
-    ("postgres-ql://u:hunter2@h/db", "logger.tracking_uri: unsupported URI 'postgres-ql://u:***@h/db'"),
-    ("sqlite:////no/such/folder/mlflow.db", "logger.tracking_uri: folder '/no/such/folder' of the sqlite store"),
-])
+@pytest.mark.parametrize(
+    "uri,message",
+    [
+        ("ftp://example/x", "logger.tracking_uri: unsupported URI 'ftp://example/x'; allowed: sqlite:///"),
+        ("nonsense", "logger.tracking_uri: unsupported URI 'nonsense'"),
+        ("postgres-ql://u:hunter2@h/db", "logger.tracking_uri: unsupported URI 'postgres-ql://u:***@h/db'"),
+        ("sqlite:////no/such/folder/mlflow.db", "logger.tracking_uri: folder '/no/such/folder' of the sqlite store"),
+    ],
+)
 def test_malformed_tracking_uri_is_one_line(uri, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         check_command_line(["env=pendulum", f"logger.tracking_uri={uri}"])
@@ -81,11 +102,20 @@ def test_malformed_tracking_uri_is_one_line(uri, message, capsys):
 def test_an_embedded_store_that_cannot_be_made_is_one_line(tmp_path):
     # The helper process opens the embedded store while training starts; its failure
     # still ends the command with one line and exit code 2, and no run anywhere.
-    proc = run_cli("env=pendulum", "trainer.total_steps=512", "trainer.eval_every=256", "trainer.num_envs=2",
-                   "trainer.eval_episodes=2", "trainer.progress_bar=false", "logger.store_dir=/proc/abe/store",
-                   f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli(
+        "env=pendulum",
+        "trainer.total_steps=512",
+        "trainer.eval_every=256",
+        "trainer.num_envs=2",
+        "trainer.eval_episodes=2",
+        "trainer.progress_bar=false",
+        "logger.store_dir=/proc/abe/store",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: logger.store_dir: cannot create '/proc/abe/store' (No such file or directory); "
-        "pick a writable folder, or logger=none")
+        "pick a writable folder, or logger=none"
+    )

@@ -1,0 +1,113 @@
+"""`-m hparams_search=lr_gamma`: Optuna sweeps that prune, fail gracefully, resume and
+run in parallel, with every trial in the study and in MLflow."""
+
+import warnings
+
+import mlflow
+import optuna
+
+from tests.conftest import run_cli
+
+States = optuna.trial.TrialState
+SMALL = [
+    "hparams_search=lr_gamma",
+    "env=pendulum",
+    "trainer.total_steps=4096",
+    "trainer.eval_every=512",
+    "trainer.num_envs=2",
+    "trainer.eval_episodes=2",
+    "trainer.progress_bar=false",
+]
+
+
+def sweep(tmp_path, *extra, name="sweep"):
+    proc = run_cli(
+        "-m",
+        *SMALL,
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        f"logger.store_dir={tmp_path / 'store'}",
+        f"hydra.sweep.dir={tmp_path / name}",
+        *extra,
+        env={"MLFLOW_TRACKING_URI": ""},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="lr_gamma-Pendulum-v1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    return proc, study
+
+
+def mlflow_children(tmp_path):
+    warnings.filterwarnings("ignore", message=".*noload.*")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("Pendulum-v1")
+    runs = client.search_runs([experiment.experiment_id])
+    return (
+        client,
+        [r for r in runs if "mlflow.parentRunId" in r.data.tags],
+        [r for r in runs if r.data.tags.get("abe.sweep") == "parent"],
+    )
+
+
+def test_median_pruning_stops_bad_trials_and_shows_them_everywhere(tmp_path):
+    proc, study = sweep(tmp_path, "hydra.sweeper.n_trials=10", "hydra.sweeper.pruner=median")
+    states = [t.state for t in study.trials]
+    assert len(states) == 10 and States.PRUNED in states and States.COMPLETE in states
+    pruned = [t for t in study.trials if t.state == States.PRUNED]
+    assert all(max(t.intermediate_values) < 4096 for t in pruned)  # stopped before the end
+    assert "pruned by Optuna at" in proc.stdout + proc.stderr
+    client, children, [parent] = mlflow_children(tmp_path)
+    assert len(children) == 10
+    killed = [c for c in children if c.info.status == "KILLED"]
+    assert len(killed) == len(pruned) and all(c.data.tags["optuna_state"] == "PRUNED" for c in killed)
+    assert parent.data.tags["sweep_pruned"] == str(len(pruned))
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "optuna_history.png",
+        "optuna_contour_lr_gamma.png",
+        "best_command.txt",
+        "optimization_results.yaml",
+    } <= artifacts
+    best_command = (tmp_path / "sweep" / "best_command.txt").read_text()
+    assert f"lr={study.best_params['lr']}" in best_command and "hparams_search" not in best_command
+    assert "re-train the best trial" in proc.stdout + proc.stderr
+
+    # The same command again resumes the study; a trial an interrupted sweep left
+    # RUNNING is marked FAIL instead of staying RUNNING forever.
+    abandoned = study.ask()
+    _, resumed = sweep(tmp_path, "hydra.sweeper.n_trials=2", name="again")
+    assert len(resumed.trials) == 13
+    assert resumed.trials[abandoned.number].state == States.FAIL
+    assert all(t.state != States.RUNNING for t in resumed.trials)
+
+
+def test_a_diverging_trial_fails_and_the_sweep_goes_on(tmp_path):
+    _, study = sweep(
+        tmp_path, "optimizer=sgd", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none", "lr=choice(1e-3,1e6)"
+    )
+    by_lr = {t.params["lr"]: t.state for t in study.trials}
+    assert by_lr == {1e-3: States.COMPLETE, 1e6: States.FAIL}
+    _, children, _ = mlflow_children(tmp_path)
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert failed and all(c.data.tags["error"].startswith("training diverged at") for c in failed)
+
+
+def test_two_parallel_workers_record_every_trial_once(tmp_path):
+    # The search space grows from the command line in the issue's spelling too.
+    _, study = sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.pruner=none",
+        "hydra.sweeper.params.network.width=choice(32,48)",
+    )
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == States.COMPLETE for t in study.trials)
+    assert {t.params["network.width"] for t in study.trials} <= {32, 48}
+    _, children, _ = mlflow_children(tmp_path)
+    assert sorted(float(c.data.params["lr"]) for c in children) == sorted(t.params["lr"] for t in study.trials)
+    by_trial = {(float(c.data.params["lr"]), int(c.data.params["network.width"])) for c in children}
+    assert by_trial == {
+        (t.params["lr"], t.params["network.width"]) for t in study.trials
+    }  # each job trained what its trial asked
