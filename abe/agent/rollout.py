@@ -48,8 +48,9 @@ class RolloutBatch:
 class Rollout:
     """Steps the training envs and fills a RolloutBatch per call of `collect`."""
 
-    def __init__(self, agent: Agent, envs, n_steps: int, seed: int):
+    def __init__(self, agent: Agent, envs, n_steps: int, seed: int, generator: torch.Generator | None = None):
         self.agent, self.envs, self.n_steps = agent, envs, n_steps
+        self.generator = generator  # the action noise's stream; None: torch's global one
         self.stepper = envs if isinstance(envs, EnvPoolVectorEnv) else SteppedInTurn(envs)
         num_envs = envs.num_envs
         # Gymnasium's SAME_STEP envs return the first obs of the next episode at once;
@@ -83,42 +84,35 @@ class Rollout:
         self.envs.set_attr("snapshot", [_arrays(e) for e in snapshot["envs"]])
         return True
 
-    @torch.no_grad()
     def collect(self) -> list[float]:
-        """Fill `self.batch`; return the returns of the episodes that ended meanwhile.
+        """Fill `self.batch`; return the returns of the episodes that ended meanwhile."""
+        return collect_together([self])[0]
 
-        The envs come in groups (two EnvPool pools, or one Gymnasium vector env): as soon
-        as a group's step is back, its next actions go out, and it steps while the
-        other group's results are stored and its actions chosen.
+    def _begin(self) -> None:
+        """Freeze what stays fixed for one rollout: the observation statistics, the
+        actor's parameters (read through fast calls) and its std."""
+        agent = self.agent
+        self._normalize, self._device = agent.normalizer.frozen(), agent.actor.device
+        self._mean_net = inference_forward(agent.actor.mean_net)
+        self._std = agent.actor.std()
+        self._finished: list[float] = []
 
-        Observations are normalised with the statistics from before this rollout; the
-        statistics take in the rollout's observations at its end (once, not per step:
-        one normalisation for the whole batch, at a fraction of the per-step cost).
-        """
-        agent, batch, envs, finished = self.agent, self.batch, self.stepper, []
-        normalize, device = agent.normalizer.frozen(), agent.actor.device
-        mean_net = inference_forward(agent.actor.mean_net)
-        std = agent.actor.std()  # the same for every step until the next update
+    def _act(self, t: int, k: int) -> None:
+        """Choose group k's actions at time t and send them to its envs."""
+        group = self.stepper.groups[k]
+        mean = self._mean_net(torch.as_tensor(self.obs[group], device=self._device))
+        action = sample_gaussian(mean, self._std, self.generator).cpu().numpy()  # step by step: one stream
+        self.batch.obs[t, group], self.batch.act[t, group] = self.obs[group], action
+        self.stepper.send(k, self.agent.actions.to_env(action))
 
-        def act(t: int, k: int, group: slice) -> None:
-            mean = mean_net(torch.as_tensor(self.obs[group], device=device))
-            action = sample_gaussian(mean, std).cpu().numpy()  # step by step: one random stream
-            batch.obs[t, group], batch.act[t, group] = self.obs[group], action
-            envs.send(k, agent.actions.to_env(action))
+    def _end(self) -> list[float]:
+        self.agent.normalizer.update(self.raw_obs.reshape(-1, self.raw_obs.shape[-1]))
+        return self._finished
 
-        for k, group in enumerate(envs.groups):
-            act(0, k, group)
-        for t in range(self.n_steps):
-            for k, group in enumerate(envs.groups):
-                finished += self._record(t, group, envs.recv(k), normalize)
-                if t + 1 < self.n_steps:
-                    act(t + 1, k, group)
-        agent.normalizer.update(self.raw_obs.reshape(-1, self.raw_obs.shape[-1]))
-        return finished
-
-    def _record(self, t: int, group: slice, step: tuple, normalize) -> list[float]:
-        """Store one group's step at time t; return the returns of episodes that ended."""
-        batch = self.batch
+    def _record(self, t: int, k: int) -> None:
+        """Wait for group k's step at time t and store it."""
+        group, normalize, batch = self.stepper.groups[k], self._normalize, self.batch
+        step = self.stepper.recv(k)
         next_obs, reward, terminated, truncated, info = step
         done = terminated | truncated
         real_next = next_obs if self.next_step_reset else final_observations(next_obs, done, info)
@@ -130,10 +124,37 @@ class Rollout:
             self.resetting[group] = done
         returns = self.episode_return[group]  # a view: updated in place
         returns += reward
-        finished = returns[done].tolist()
+        self._finished += returns[done].tolist()
         returns[done] = 0.0
         self.obs[group] = batch.obs_next[t, group] if real_next is next_obs else normalize(next_obs)
-        return finished
+
+
+@torch.no_grad()
+def collect_together(rollouts: list[Rollout]) -> list[list[float]]:
+    """Fill every rollout's batch, stepping all their envs at once; return, per rollout,
+    the returns of the episodes that ended meanwhile.
+
+    The envs come in groups (two EnvPool pools, or one Gymnasium vector env): as soon as
+    a rollout's group k is back, its next actions go out, and those envs step while the
+    other rollouts' and groups' results are stored and their actions chosen. Each rollout
+    draws its actions from its own generator in the order a rollout alone would, so a
+    seed trains the same whichever seeds train beside it.
+
+    Observations are normalised with the statistics from before this rollout; the
+    statistics take in the rollout's observations at its end (once, not per step).
+    """
+    n_steps, groups = rollouts[0].n_steps, len(rollouts[0].stepper.groups)
+    for rollout in rollouts:
+        rollout._begin()
+        for k in range(groups):
+            rollout._act(0, k)
+    for t in range(n_steps):
+        for k in range(groups):
+            for rollout in rollouts:
+                rollout._record(t, k)
+                if t + 1 < n_steps:
+                    rollout._act(t + 1, k)
+    return [rollout._end() for rollout in rollouts]
 
 
 def _tensors(state: dict) -> dict:

@@ -113,11 +113,14 @@ def _check_sweeper(overrides: list[str], config_dir: Path, config_name: str) -> 
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    sweeper = compose(fixed, config_dir, config_name, with_hydra=True).hydra.sweeper
+    composed = compose(fixed, config_dir, config_name, with_hydra=True)
+    sweeper = composed.hydra.sweeper
     if sweeper.get("_target_") == "abe.sweeps.optuna_sweeper.AbeOptunaSweeper":
+        from abe.sweeps.confirmation import check_confirmation
         from abe.sweeps.optuna_sweeper import check_options
 
         check_options(sweeper.pruner, sweeper.pruner_warmup, sweeper.pruner_keep, sweeper.prune_on)
+        check_confirmation(sweeper.confirm_top, sweeper.confirm_seeds, composed.n_seeds, composed.trainer.num_envs)
 
 
 def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:

@@ -7,13 +7,11 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from abe.agent.agent import resolve_device
 from abe.agent.checkpoint import checkpoint_config, read_checkpoint
 from abe.commands.hydra_edge import check_runtime
 from abe.commands.sources import open_default_store
-from abe.commands.train import train_and_track
+from abe.commands.train import Job
 from abe.core.errors import ConfigError
-from abe.tracking import make_tracker
 from abe.tracking.lookup import RUN_ID, get_run
 
 
@@ -42,22 +40,27 @@ def _log_to(run_dir: Path) -> None:
     root.addHandler(to_file)
 
 
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoint, or each seed's of a K-seed job (`seed_<n>/`), in seed order."""
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        return [run_dir / "checkpoints" / "last.pt"]
+    seeds = sorted(run_dir.glob("seed_*/checkpoints/last.pt"), key=lambda p: int(p.parent.parent.name[5:]))
+    return seeds or [run_dir / "checkpoints" / "last.pt"]  # read_checkpoint names what is missing
+
+
 def resume(target: str, tracking_uri: str | None = None) -> int:
     run_dir = find_run_dir(target, tracking_uri)
-    state = read_checkpoint(run_dir / "checkpoints" / "last.pt")
-    cfg = checkpoint_config(state)
-    total = cfg.trainer.total_steps
-    if state["env_steps"] >= total:
-        raise ConfigError(
-            f"resume: the run in {run_dir} already finished ({state['env_steps']:,} of {total:,} env steps)"
-        )
+    states = [read_checkpoint(path) for path in _checkpoints(run_dir)]
+    cfg = dataclasses.replace(checkpoint_config(states[0]), n_seeds=len(states))
+    total, done = cfg.trainer.total_steps, min(state["env_steps"] for state in states)
+    if done >= total:
+        raise ConfigError(f"resume: the run in {run_dir} already finished ({done:,} of {total:,} env steps)")
     if tracking_uri:
         cfg = dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, tracking_uri=tracking_uri))
     elif "***" in str(cfg.logger.tracking_uri):
         raise ConfigError("resume: the saved tracking URI has its password masked; pass --tracking-uri")
     check_runtime(cfg)
     _log_to(run_dir)
-    device = resolve_device(cfg.trainer.device)
-    tracker = make_tracker(cfg, run_dir, [], device, resume_run_id=state.get("mlflow_run_id"))
-    train_and_track(cfg, run_dir, tracker, resume=state)
+    job = Job(cfg, run_dir, [], None, resumes=states, resume_run_ids=[s.get("mlflow_run_id") for s in states])
+    job.run()
     return 0

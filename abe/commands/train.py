@@ -3,7 +3,6 @@ with result.json, a learning curve and the end-of-run summary; bad input as one 
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -24,15 +23,16 @@ from abe.commands.hydra_edge import (
     to_config,
     trust_own_callback,
 )
+from abe.core import stats
 from abe.core.errors import ConfigError
-from abe.core.plots import learning_curve
-from abe.core.result import OBJECTIVE, TrainResult
+from abe.core.plots import learning_curve, seeds_curve
+from abe.core.result import JOB_OBJECTIVE, OBJECTIVE, JobResult, TrainResult
 from abe.core.schema import Config
 from abe.tracking import make_tracker
 from abe.tracking.mlflow_run import Tracker
 from abe.tracking.sweep_parent import parent_run_id
 from abe.training.callbacks import Callback, Checkpointer, MetricLogger, ModelExport
-from abe.training.loop import TrainingDiverged, train
+from abe.training.loop import TrainingDiverged, train_seeds
 
 log = logging.getLogger("abe")
 
@@ -40,11 +40,12 @@ EXIT_TRAINING_FAILED = 1
 
 
 def run_job(raw: DictConfig) -> float:
-    """One job: check the config, train its seeds, return the objective to Hydra.
+    """One job: check the config, train its seeds together, return the objective to Hydra.
 
-    With `n_seeds` > 1 the job trains seeds seed, seed+1, ... one after another (each
-    in `seed_<n>/` with its own MLflow run) and returns the mean of their final eval
-    returns, so a sweep tunes for values that hold up on new seeds.
+    With `n_seeds` = K > 1 the job trains seeds seed, ..., seed+K-1 at once, each in
+    `seed_<n>/` with its own MLflow run nested under the job's, and returns
+    `seed_statistic` over their final eval returns, so a sweep tunes for values that hold
+    up on new seeds.
     """
     try:
         cfg = to_config(raw)
@@ -53,29 +54,25 @@ def run_job(raw: DictConfig) -> float:
         fail(str(ex))
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     reporter = None
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    if multirun:
         from abe.sweeps.pruning import TrialReporter
 
-        reporter = TrialReporter.for_this_job(cfg.trainer.total_steps)
-    if cfg.n_seeds == 1:
-        return _run_seed(cfg, run_dir, reporter)
-    values = []
-    for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
-        seed_cfg = cfg.with_seed(seed)
-        seed_dir = run_dir / f"seed_{seed}"
-        _save_config(seed_cfg, seed_dir)  # re-runnable alone
-        # Only the first seed reports to the pruner: later seeds would restart its steps.
-        values.append(_run_seed(seed_cfg, seed_dir, reporter if seed == cfg.seed else None))
-        if reporter is not None and reporter.stop_reason:
-            return values[0]
-    mean = float(sum(values) / len(values))
-    seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-    (run_dir / "result.json").write_text(
-        json.dumps({OBJECTIVE: mean, "seeds": seeds, "per_seed": values}, indent=2) + "\n"
-    )
-    log.info("mean over %d seeds: %.1f (%s)", cfg.n_seeds, mean, ", ".join(f"{v:.1f}" for v in values))
-    return mean
+        reporter = TrialReporter.for_this_job(cfg.trainer.total_steps, cfg.seed_statistic)
+    try:
+        parent = parent_run_id(hydra_cfg.sweep.dir) if multirun else None
+        job = Job(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
+    except ConfigError as ex:
+        fail(str(ex))
+    try:
+        value = job.run(callbacks=[reporter] if reporter else [])
+    except ConfigError as ex:  # the tracking store failed the run after it started
+        fail(str(ex))
+    if job.stopped_early and reporter is not None:
+        reporter.mark_pruned()
+        return reporter.last_value
+    return value
 
 
 def _save_config(cfg: Config, run_dir: Path) -> None:
@@ -85,70 +82,149 @@ def _save_config(cfg: Config, run_dir: Path) -> None:
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def _run_seed(cfg: Config, run_dir: Path, reporter) -> float:
-    hydra_cfg = HydraConfig.get()
-    try:
-        parent = parent_run_id(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
-        device = resolve_device(cfg.trainer.device)
-        tracker = make_tracker(cfg, run_dir, list(hydra_cfg.overrides.task), device, parent)
-    except ConfigError as ex:
-        fail(str(ex))
-    try:
-        result = train_and_track(cfg, run_dir, tracker, callbacks=[reporter] if reporter else [])
-    except ConfigError as ex:  # the tracking store failed the run after it started
-        fail(str(ex))
-    if result.stopped_early and reporter is not None:
-        reporter.mark_pruned()
-        return reporter.last_value
-    return result.eval_return_mean
-
-
 def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def train_and_track(
-    cfg: Config, run_dir: Path, tracker: Tracker, resume: dict | None = None, callbacks: Sequence[Callback] = ()
-) -> TrainResult:
-    """Train (or resume), write result.json and the learning curve, end the tracked run
-    with its status, print the summary.
+class Job:
+    """A job's seeds, their run dirs and trackers: one seed trains in the run dir itself;
+    K seeds each in `seed_<n>/`, their MLflow runs nested under the job's own run."""
 
-    In a sweep (Hydra multirun) a failed run raises, so the sweeper records the trial
-    as failed and goes on; a single run reports the failure as one line.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the run as KILLED
-    tracking = [MetricLogger(tracker.log_metrics), Checkpointer(lambda: tracker.run_id)]
-    if cfg.logger.log_model:
-        tracking.append(ModelExport(tracker.log_model))
-    finished, status, error = None, "FAILED", None  # `finished`: the result the tracker uploads
-    try:
-        result = train(cfg, run_dir, [*tracking, *callbacks], resume)
-        if result.stopped_early:  # e.g. pruned: no result.json, no summary
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        overrides: list[str],
+        parent: str | None,
+        resumes: list[dict | None] | None = None,
+        resume_run_ids: list[str | None] | None = None,
+    ):
+        self.cfg, self.run_dir, self.stopped_early = cfg, run_dir, None
+        self.seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
+        self.resumes = resumes or [None] * len(self.seeds)
+        device = resolve_device(cfg.trainer.device)
+        resume_ids = resume_run_ids or [None] * len(self.seeds)
+        self.job_tracker = None
+        if len(self.seeds) > 1:
+            self.run_dirs = [run_dir / f"seed_{seed}" for seed in self.seeds]
+            for seed, seed_dir in zip(self.seeds, self.run_dirs, strict=True):
+                _save_config(cfg.with_seed(seed), seed_dir)  # each seed re-runnable alone
+            job_run_id = _read(run_dir / JOB_RUN_ID_FILE) if resumes else None
+            self.job_tracker = make_tracker(cfg, run_dir, overrides, device, parent, job_run_id)
+            parent = self.job_tracker.run_id
+            if parent:
+                (run_dir / JOB_RUN_ID_FILE).write_text(parent)  # for `python -m abe resume`
+        else:
+            self.run_dirs = [run_dir]
+        self.trackers = [
+            make_tracker(cfg.with_seed(seed), seed_dir, overrides, device, parent, resume_id)
+            for seed, seed_dir, resume_id in zip(self.seeds, self.run_dirs, resume_ids, strict=True)
+        ]
+
+    def run(self, callbacks: Sequence[Callback] = ()) -> float:
+        """Train, write result.json and learning curves, end every tracked run with its
+        status, print the summary; the job's objective.
+
+        In a sweep (Hydra multirun) a failed run raises, so the sweeper records the trial
+        as failed and goes on; a single run reports the failure as one line.
+        """
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the runs as KILLED
+        cfg, trackers = self.cfg, self.trackers
+        tracking: list[Callback] = []
+        for member, tracker in enumerate(trackers):
+            tracking += [MetricLogger(tracker.log_metrics, member), Checkpointer(_run_id_of(tracker), member)]
+            if cfg.logger.log_model:
+                tracking.append(ModelExport(tracker.log_model, member))
+        if self.job_tracker is not None:
+            tracking.append(JobMetrics(self.job_tracker.log_metrics, cfg.seed_statistic))
+        finished: list = [None] * len(trackers)  # what each tracker uploads: a finished run's result
+        job_result, status, error = None, "FAILED", None
+        try:
+            results = train_seeds(cfg, self.seeds, self.run_dirs, [*tracking, *callbacks], self.resumes)
+            if results[0].stopped_early:  # e.g. pruned: no result.json, no summary
+                status, self.stopped_early = "KILLED", results[0].stopped_early
+                for tracker in [*trackers, *filter(None, [self.job_tracker])]:
+                    tracker.set_tags({"optuna_state": "PRUNED", "stopped_early": self.stopped_early})
+                log.info("%s: %s", cfg.env.id, self.stopped_early)
+                return float("nan")
+            for i, (result, tracker, run_dir) in enumerate(zip(results, trackers, self.run_dirs, strict=True)):
+                result.mlflow_run_id = tracker.run_id
+                learning_curve(result.evaluations, f"{cfg.env.id}, seed {result.seed}", run_dir / "learning_curve.png")
+                result.write(run_dir)
+                finished[i] = result
+            if self.job_tracker is not None:
+                job_result = _job_result(cfg, results, self.job_tracker.run_id)
+                seeds_curve(
+                    [r.evaluations for r in results], self.seeds, cfg.env.id, self.run_dir / "learning_curve.png"
+                )
+                job_result.write(self.run_dir)
+            status = "FINISHED"
+        except KeyboardInterrupt:
             status = "KILLED"
-            tracker.set_tags({"optuna_state": "PRUNED", "stopped_early": result.stopped_early})
-            log.info("%s: %s", cfg.env.id, result.stopped_early)
-            return result
-        result.mlflow_run_id = tracker.run_id
-        learning_curve(result.evaluations, f"{cfg.env.id}, seed {cfg.seed}", run_dir / "learning_curve.png")
-        result.write(run_dir)
-        finished, status = result, "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except TrainingDiverged as ex:
-        error = str(ex)
-        print(f"error: {ex}", file=sys.stderr)
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
-        raise SystemExit(EXIT_TRAINING_FAILED) from None
-    except Exception as ex:
-        error = f"{type(ex).__name__}: {ex}"
-        raise
-    finally:
-        tracker.finish(finished, run_dir, status, error)
-    log.info(summary(result, run_dir, cfg))
-    return result
+        except TrainingDiverged as ex:
+            error = str(ex)
+            print(f"error: {ex}", file=sys.stderr)
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            raise SystemExit(EXIT_TRAINING_FAILED) from None
+        except Exception as ex:
+            error = f"{type(ex).__name__}: {ex}"
+            raise
+        finally:
+            for tracker, result, run_dir in zip(trackers, finished, self.run_dirs, strict=True):
+                tracker.finish(result, run_dir, status, error)
+            if self.job_tracker is not None:
+                self.job_tracker.finish(job_result, self.run_dir, status, error)
+        for result, run_dir in zip(results, self.run_dirs, strict=True):
+            log.info(summary(result, run_dir, cfg))
+        if job_result is None:
+            return results[0].eval_return_mean
+        log.info(job_summary(job_result, self.run_dir, cfg))
+        return job_result.objective
+
+
+JOB_RUN_ID_FILE = "mlflow_job_run_id"
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() if path.exists() else None
+
+
+def _run_id_of(tracker: Tracker):
+    return lambda: tracker.run_id
+
+
+def _job_result(cfg: Config, results: list[TrainResult], run_id: str | None) -> JobResult:
+    returns = [r.eval_return_mean for r in results]
+    return JobResult(
+        statistic=cfg.seed_statistic,
+        objective=stats.summarise(returns, cfg.seed_statistic),
+        seeds=[r.seed for r in results],
+        per_seed=returns,
+        mean=stats.mean(returns),
+        iqm=stats.iqm(returns),
+        ci95=stats.interval(returns),
+        mlflow_run_id=run_id,
+    )
+
+
+class JobMetrics(Callback):
+    """The job's own MLflow run: at each evaluation, the statistics over its seeds."""
+
+    def __init__(self, log_metrics, statistic: str):
+        self.log_metrics, self.statistic = log_metrics, statistic
+
+    def on_evaluation(self, trainer, records: list[dict]) -> bool:
+        returns = [r[OBJECTIVE] for r in records]
+        metrics = {
+            JOB_OBJECTIVE: stats.summarise(returns, self.statistic),
+            OBJECTIVE: stats.mean(returns),
+            "eval/return_iqm": stats.iqm(returns),
+        }
+        self.log_metrics(metrics, records[0]["env_steps"])
+        return True
 
 
 def launch(main) -> None:
@@ -196,4 +272,20 @@ def summary(result: TrainResult, run_dir: Path, cfg: Config) -> str:
     ]
     if result.mlflow_run_id:
         lines.append(f"mlflow run  {result.mlflow_run_id} ({cfg.logger.experiment})")
+    return "\n".join(lines)
+
+
+def job_summary(job: JobResult, run_dir: Path, cfg: Config) -> str:
+    """The report of a K-seed job, after its seeds' own."""
+    low, high = job.ci95
+    lines = [
+        f"== {cfg.env.id}, {len(job.seeds)} seeds: {job.statistic} {job.objective:.1f} (the objective) ==",
+        "  seed  final eval return",
+        *(f"  {seed:>4}  {value:>10.1f}" for seed, value in zip(job.seeds, job.per_seed, strict=True)),
+        f"mean {job.mean:.1f}, IQM {job.iqm:.1f}, 95% bootstrap interval of the mean [{low:.1f}, {high:.1f}]",
+        f"run dir     {_shown(run_dir)}",
+        f"result      {_shown(run_dir / 'result.json')}",
+    ]
+    if job.mlflow_run_id:
+        lines.append(f"mlflow run  {job.mlflow_run_id} ({cfg.logger.experiment}; one nested run per seed)")
     return "\n".join(lines)

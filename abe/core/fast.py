@@ -44,12 +44,14 @@ def inference_forward(mlp: nn.Sequential) -> Callable[[torch.Tensor], torch.Tens
     return forward
 
 
-def sample_gaussian(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """What `Normal(mean, std).sample()` draws, to the bit: torch.normal(mean, std)
-    fills its output from N(0, 1), then multiplies by std and adds mean; in three
-    calls it costs half. Drawing a whole rollout's noise in one call would be another
-    random stream (torch fills small and large tensors differently)."""
-    return torch.randn_like(mean).mul_(std).add_(mean)
+def sample_gaussian(mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """What `Normal(mean, std).sample()` draws from `generator` (None: torch's global
+    one), to the bit: torch.normal(mean, std) fills its output from N(0, 1), then
+    multiplies by std and adds mean; in three calls it costs half. Drawing a whole
+    rollout's noise in one call would be another random stream (torch fills small and
+    large tensors differently)."""
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return noise.mul_(std).add_(mean)
 
 
 class EnvPoolDirectIO(NamedTuple):

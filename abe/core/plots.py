@@ -55,3 +55,49 @@ def sweep_plot(points: list[tuple[float, float, float]], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def seeds_curve(curves: list[list[dict]], seeds: list[int], title: str, path: Path) -> Path:
+    """Each seed's eval return against env steps, and their mean."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for seed, evaluations in zip(seeds, curves, strict=True):
+        steps = [e["env_steps"] for e in evaluations]
+        ax.plot(steps, [e["eval/return_mean"] for e in evaluations], alpha=0.6, linewidth=1, label=f"seed {seed}")
+    steps = [e["env_steps"] for e in curves[0]]
+    mean = np.mean([[e["eval/return_mean"] for e in evaluations] for evaluations in curves], axis=0)
+    ax.plot(steps, mean, color="black", linewidth=2, label="mean")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return (mean action)")
+    ax.set_title(f"{title}, {len(seeds)} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def confirmation_plot(rows: list[dict], path: Path) -> Path:
+    """Held-out returns of each confirmed configuration: the runs, the mean and its 95%
+    bootstrap interval, best first."""
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.8 * len(rows)), dpi=100)
+    for y, row in enumerate(rows):
+        ax.scatter(row["returns"], [y] * len(row["returns"]), color="tab:blue", alpha=0.6, s=20)
+        low, high = row["ci95"]
+        ax.plot([low, high], [y, y], color="black", linewidth=2)
+        ax.scatter([row["mean"]], [y], color="black", marker="|", s=200)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(
+        [
+            ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
+            for row in rows
+        ],
+        fontsize="small",
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("final eval return on held-out seeds (dots), mean and 95% bootstrap interval")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OBJECTIVE = "eval/return_mean"  # the final evaluation's mean return: what every sweep maximises
+OBJECTIVE = "eval/return_mean"  # a seed's final evaluation: the mean return over its episodes
+JOB_OBJECTIVE = "objective"  # a job's `seed_statistic` over its seeds' OBJECTIVE: what sweeps maximise
 
 
 @dataclass
@@ -43,6 +44,39 @@ class TrainResult:
         if self.stopped_early:
             result["stopped_early"] = self.stopped_early
         return result
+
+    def write(self, run_dir: Path) -> Path:
+        path = run_dir / "result.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+@dataclass
+class JobResult:
+    """A job of K seeds trained together, as written to its result.json (each seed's
+    TrainResult is in its own run dir)."""
+
+    statistic: str  # seed_statistic: mean | iqm | lcb
+    objective: float  # that statistic over per_seed
+    seeds: list[int]
+    per_seed: list[float]  # each seed's final OBJECTIVE
+    mean: float
+    iqm: float
+    ci95: tuple[float, float]  # bootstrap interval of the mean
+    mlflow_run_id: str | None = None
+    stopped_early: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            JOB_OBJECTIVE: self.objective,
+            "statistic": self.statistic,
+            OBJECTIVE: self.mean,
+            "eval/return_iqm": self.iqm,
+            "ci95": list(self.ci95),
+            "seeds": self.seeds,
+            "per_seed": self.per_seed,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
 
     def write(self, run_dir: Path) -> Path:
         path = run_dir / "result.json"

@@ -20,17 +20,20 @@ from numbers import Real
 from typing import Any, ClassVar
 
 from abe.core.errors import ConfigError
+from abe.core.stats import STATISTICS
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
 ENV_BACKENDS = ("sync", "async", "envpool")
 LOGGERS = ("mlflow", "none")
+SEED_STATISTICS = STATISTICS
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 # Keys that configs saved by older runs lack, with the value that reproduces those runs.
 ADDED_LATER: dict[str, Any] = {
     "n_seeds": 1,
+    "seed_statistic": "mean",
     "env.threads": 0,
     "algo.lr_decay": False,
     "algo.normalize_advantage": False,
@@ -252,7 +255,10 @@ class Config(Section):
     lr: float = rule(lambda v: _number(v) and v > 0, "a number > 0, e.g. lr=3e-4", "optimizer learning rate")
     gamma: float = rule(lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1], e.g. gamma=0.99", "discount factor")
     seed: int = rule(lambda v: _integer(v) and v >= 0, "an integer >= 0", "seeds torch and every env")
-    n_seeds: int = rule(*POSITIVE_INT, "seeds per job")
+    n_seeds: int = rule(*POSITIVE_INT, "seeds per job, trained together")
+    seed_statistic: str = rule(
+        _one_of(SEED_STATISTICS), f"one of {', '.join(SEED_STATISTICS)}", "the job's objective over its seeds' returns"
+    )
     env: EnvConfig = rule(None, "", "the env group")
     network: NetworkConfig = rule(None, "", "the network group")
     optimizer: OptimizerConfig = rule(None, "", "the optimizer group")
@@ -271,6 +277,7 @@ class Config(Section):
             "gamma": self.gamma,
             "seed": self.seed,
             "n_seeds": self.n_seeds,
+            "seed_statistic": self.seed_statistic,
             **{name: getattr(self, name).to_dict() for name in SECTIONS},
         }
 

@@ -28,7 +28,15 @@ from hydra_plugins.hydra_optuna_sweeper import _impl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
-from abe.core.errors import ConfigError
+from abe.core.errors import ConfigError, first_line
+from abe.sweeps.confirmation import (
+    best_configurations,
+    confirmation_overrides,
+    entry,
+    held_out_seeds,
+    read_returns,
+    write_confirmation,
+)
 from abe.sweeps.pruning import (
     ENV_PRUNE_ON,
     ENV_PRUNER,
@@ -57,6 +65,10 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     # RUNNING trials found at the start were left by an interrupted sweep: mark them FAIL.
     # Set false for the 2nd and later sweepers that share one study at the same time.
     fail_running_trials: bool = True
+    # After the search: re-train the best `confirm_top` configurations (0: none) on
+    # `confirm_seeds` held-out seeds each (abe.sweeps.confirmation).
+    confirm_top: int = 3
+    confirm_seeds: int = 5
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
@@ -64,7 +76,15 @@ ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeO
 
 class AbeOptunaSweeper(OptunaSweeper):
     def __init__(
-        self, pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str, fail_running_trials: bool, **kwargs
+        self,
+        pruner: str,
+        pruner_warmup: float,
+        pruner_keep: float,
+        prune_on: str,
+        fail_running_trials: bool,
+        confirm_top: int,
+        confirm_seeds: int,
+        **kwargs,
     ) -> None:
         check_options(pruner, pruner_warmup, pruner_keep, prune_on)
         super().__init__(**kwargs)
@@ -72,6 +92,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}:{pruner_keep}"
         self.sweeper.fail_running_trials = fail_running_trials
         self.sweeper.prune_on = prune_on
+        self.sweeper.confirm_top, self.sweeper.confirm_seeds = confirm_top, confirm_seeds
 
 
 def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str) -> None:
@@ -94,6 +115,8 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     pruner_spec: str = "median:0"
     fail_running_trials: bool = True
     prune_on: str = "train/episode_return"
+    confirm_top: int = 3
+    confirm_seeds: int = 5
 
     def sweep(self, arguments: list[str]) -> None:
         if self.storage is None and self.pruner_spec != "none":
@@ -102,7 +125,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         # pruner and the tell that leaves finished (pruned) trials alone.
         with mock.patch.object(_impl.optuna, "create_study", self._create_study):
             super().sweep(arguments)
-        self._after_sweep()
+        self._after_sweep(self._confirm())
 
     def _create_study(self, **kwargs) -> optuna.Study:
         study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
@@ -142,17 +165,63 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             for o, t in zip(overrides, trials, strict=True)
         ]
 
-    def _after_sweep(self) -> None:
+    def _fixed_overrides(self, params: dict, drop: tuple[str, ...] = ()) -> list[str]:
+        """The command line's overrides that the trials did not search over."""
+        skip = {*params, "hparams_search", *drop}
+        return [a for a in self.config.hydra.overrides.task if a.split("=")[0].lstrip("+~") not in skip]
+
+    def _confirm(self) -> list[dict]:
+        """Re-train the best configurations on held-out seeds, one K-seed job each."""
+        trials = best_configurations(self.study, self.confirm_top) if self.confirm_top else []
+        if not trials:
+            return []
+        seeds = held_out_seeds(int(self.config.get("seed", 0)), self.confirm_seeds)
+        log.info("confirming the best %d configuration(s) on held-out seeds %d-%d", len(trials), seeds[0], seeds[-1])
+        overrides = [
+            tuple(confirmation_overrides(self._fixed_overrides(t.params, ("seed", "n_seeds")), t, seeds, rank))
+            for rank, t in enumerate(trials, 1)
+        ]
+        returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        self.job_idx += len(returns)
+        rows = []
+        for trial, job in zip(trials, returns, strict=True):
+            try:
+                _ = job.return_value  # raises what the job raised
+                rows.append(entry(trial, seeds, read_returns(Path(job.working_dir))))
+            except Exception as ex:
+                log.warning("confirmation of trial #%d failed: %s", trial.number, first_line(ex))
+        rows.sort(key=lambda row: row["mean"], reverse=True)
+        write_confirmation(rows, Path(self.config.hydra.sweep.dir))
+        for rank, row in enumerate(rows, 1):
+            log.info(
+                "held-out #%d: trial #%d %s: mean %.1f, IQM %.1f, 95%% interval [%.1f, %.1f] (tuning value %.1f)",
+                rank,
+                row["trial"],
+                row["params"],
+                row["mean"],
+                row["iqm"],
+                *row["ci95"],
+                row["tuning_value"],
+            )
+        return rows
+
+    def _after_sweep(self, confirmation: list[dict]) -> None:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         write_study_plots(self.study, sweep_dir)
         completed = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if completed:
+        if not completed:
+            return
+        if confirmation:  # the winner on held-out seeds
+            params, what = confirmation[0]["params"], f"the confirmed best (#{confirmation[0]['trial']}, held-out mean "
+            what += f"{confirmation[0]['mean']:.1f})"
+        else:
             best = self.study.best_trial
-            fixed = [a for a in self.config.hydra.overrides.task if a.split("=")[0] not in best.params]
-            fixed = [a for a in fixed if not a.startswith("hparams_search")]
-            command = shlex.join(["python", "run.py", *fixed, *(f"{k}={v}" for k, v in best.params.items())])
-            (sweep_dir / "best_command.txt").write_text(command + "\n")
-            log.info("re-train the best trial (#%d, %.1f):\n  %s", best.number, best.value, command)
+            params, what = best.params, f"the best trial (#{best.number}, {best.value:.1f})"
+        command = shlex.join(
+            ["python", "run.py", *self._fixed_overrides(params), *(f"{k}={v}" for k, v in params.items())]
+        )
+        (sweep_dir / "best_command.txt").write_text(command + "\n")
+        log.info("re-train %s:\n  %s", what, command)
 
 
 def progress_line(study: optuna.Study) -> str:

@@ -8,6 +8,7 @@ import os
 import optuna
 
 from abe.core.result import OBJECTIVE
+from abe.core.stats import summarise
 from abe.training.callbacks import Callback
 
 PRUNERS = ("median", "percentile", "hyperband", "none")
@@ -43,30 +44,32 @@ def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
 
 
 class TrialReporter(Callback):
-    """Reports `prune_on` to the job's trial after each evaluation; says stop when the
-    pruner does. The last evaluation is reported but never pruned: training is over,
-    and pruning it would only throw away a finished trial's result."""
+    """Reports the job's statistic over its seeds (of `prune_on`) to its trial after each
+    evaluation; says stop when the pruner does. The last evaluation is reported but never
+    pruned: training is over, and pruning it would only throw away a finished trial's
+    result."""
 
-    def __init__(self, total_steps: int) -> None:
+    def __init__(self, total_steps: int, statistic: str = "mean") -> None:
         self.study = optuna.load_study(
             study_name=os.environ[ENV_STUDY],
             storage=os.environ[ENV_STORAGE],
             pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
-        self.total_steps = total_steps
+        self.total_steps, self.statistic = total_steps, statistic
         self.metric = os.environ.get(ENV_PRUNE_ON, OBJECTIVE)
         self.last_value: float | None = None  # the objective at the last report
 
     @staticmethod
-    def for_this_job(total_steps: int) -> TrialReporter | None:
+    def for_this_job(total_steps: int, statistic: str = "mean") -> TrialReporter | None:
         """A reporter when the Optuna sweeper runs this job with a study storage."""
-        return TrialReporter(total_steps) if ENV_TRIAL in os.environ else None
+        return TrialReporter(total_steps, statistic) if ENV_TRIAL in os.environ else None
 
-    def on_evaluation(self, trainer, record: dict) -> bool:
-        value = record.get(self.metric, record[OBJECTIVE])  # no finished episode yet
-        env_steps = record["env_steps"]
-        self.last_value = record[OBJECTIVE]
+    def on_evaluation(self, trainer, records: list[dict]) -> bool:
+        values = [r.get(self.metric, r[OBJECTIVE]) for r in records]  # no finished episode yet: the eval return
+        value = summarise(values, self.statistic)
+        env_steps = records[0]["env_steps"]
+        self.last_value = summarise([r[OBJECTIVE] for r in records], self.statistic)
         self.trial.report(value, env_steps)
         if env_steps < self.total_steps and self.trial.should_prune():
             self.stop_reason = f"pruned by Optuna at {env_steps:,} env steps ({self.metric} {value:.1f})"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from abe import PROJECT_ROOT
 from abe.core.errors import ConfigError, first_line
-from abe.core.result import TrainResult
+from abe.core.result import JobResult, TrainResult
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
 
@@ -132,7 +132,9 @@ class BackgroundTracker:
     def log_model(self, model, input_example) -> None:
         self._post("log_model", model, input_example)
 
-    def finish(self, result: TrainResult | None, run_dir: Path, status: str, error: str | None = None) -> None:
+    def finish(
+        self, result: TrainResult | JobResult | None, run_dir: Path, status: str, error: str | None = None
+    ) -> None:
         """Send the end of the run and wait until the helper has written it all."""
         try:
             if self._start_error is not None:

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from abe import PROJECT_ROOT
 from abe.core.errors import ConfigError, first_line
-from abe.core.result import TrainResult
+from abe.core.result import JobResult, TrainResult
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
 from abe.tracking.store import connect
@@ -29,7 +29,9 @@ class Tracker(Protocol):
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
-    def finish(self, result: TrainResult | None, run_dir: Path, status: str, error: str | None = None) -> None: ...
+    def finish(
+        self, result: TrainResult | JobResult | None, run_dir: Path, status: str, error: str | None = None
+    ) -> None: ...
 
 
 class NullTracker:
@@ -46,8 +48,14 @@ class NullTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         pass
 
-    def finish(self, result: TrainResult | None, run_dir: Path, status: str, error: str | None = None) -> None:
+    def finish(
+        self, result: TrainResult | JobResult | None, run_dir: Path, status: str, error: str | None = None
+    ) -> None:
         pass
+
+
+def _seeds(cfg: Config) -> str:
+    return f"s{cfg.seed}" if cfg.n_seeds == 1 else f"seeds{cfg.seed}-{cfg.seed + cfg.n_seeds - 1}"
 
 
 def flatten(cfg: Config) -> dict[str, str]:
@@ -121,7 +129,7 @@ class MlflowTracker:
         try:
             run = mlflow.start_run(
                 experiment_id=experiment_id,
-                run_name=cfg.logger.run_name or f"{cfg.env.id}-lr{cfg.lr:g}-g{cfg.gamma:g}-s{cfg.seed}",
+                run_name=cfg.logger.run_name or f"{cfg.env.id}-lr{cfg.lr:g}-g{cfg.gamma:g}-{_seeds(cfg)}",
                 tags=tags,
             )
         except Exception as ex:
@@ -183,7 +191,9 @@ class MlflowTracker:
                 pip_requirements=["torch"],
             )
 
-    def finish(self, result: TrainResult | None, run_dir: Path, status: str, error: str | None = None) -> None:
+    def finish(
+        self, result: TrainResult | JobResult | None, run_dir: Path, status: str, error: str | None = None
+    ) -> None:
         mlflow = self.mlflow
         try:
             if error:
@@ -196,8 +206,9 @@ class MlflowTracker:
                             shutil.copy2(run_dir / name, staged / name)
                     if (run_dir / ".hydra").is_dir():
                         masked_copy(run_dir / ".hydra", _folder(staged / "hydra"))  # passwords masked
-                    if Path(result.checkpoint).exists():
-                        shutil.copy2(result.checkpoint, _folder(staged / "checkpoints"))
+                    checkpoint = getattr(result, "checkpoint", None)  # a K-seed job's run has none
+                    if checkpoint and Path(checkpoint).exists():
+                        shutil.copy2(checkpoint, _folder(staged / "checkpoints"))
                     mlflow.log_artifacts(str(staged))
         finally:
             mlflow.end_run(status=status)

@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from abe.core.result import OBJECTIVE
+from abe.core.result import JOB_OBJECTIVE, OBJECTIVE
 from abe.core.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
@@ -79,38 +79,46 @@ class MlflowSweepCallback(Callback):
 
 
 def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
-    """Best child's params and value onto the parent, plus the objective plot."""
+    """Best trial's params and value onto the parent, plus the objective plot and the
+    held-out confirmation (runs tagged `abe_confirmation` are not trials)."""
     from abe.core.plots import sweep_plot
 
     parent_run = client.get_run(parent)
-    children = client.search_runs(
+    runs = client.search_runs(
         [parent_run.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent}'",
         max_results=10_000,
     )
-    finished = [c for c in children if c.info.status == "FINISHED" and OBJECTIVE in c.data.metrics]
+    children = [c for c in runs if "abe_confirmation" not in c.data.tags]
+    finished = [c for c in children if c.info.status == "FINISHED" and _value(c) is not None]
     client.set_tag(parent, "sweep_trials", str(len(children)))
     client.set_tag(parent, "sweep_failed", str(sum(c.info.status == "FAILED" for c in children)))
     client.set_tag(parent, "sweep_pruned", str(sum(c.data.tags.get("optuna_state") == "PRUNED" for c in children)))
     if not finished:
         return None
-    best = max(finished, key=lambda c: c.data.metrics[OBJECTIVE])
+    best = max(finished, key=_value)
     # Under the children's own metric name, so the runs table and charts compare the
     # sweep's best value with single runs in the same column.
-    client.log_metric(parent, OBJECTIVE, best.data.metrics[OBJECTIVE])
+    client.log_metric(parent, JOB_OBJECTIVE if JOB_OBJECTIVE in best.data.metrics else OBJECTIVE, _value(best))
     client.set_tag(parent, "best_run_id", best.info.run_id)
     for key in ("lr", "gamma", "seed", "env.id"):
         if key in best.data.params:
             client.log_param(parent, f"best.{key}", best.data.params[key])
-    points = [(float(c.data.params["lr"]), float(c.data.params["gamma"]), c.data.metrics[OBJECTIVE]) for c in finished]
+    points = [(float(c.data.params["lr"]), float(c.data.params["gamma"]), _value(c)) for c in finished]
     plot = sweep_plot(points, sweep_dir / "sweep_objective.png")
     client.log_artifact(parent, str(plot))
     # what the Optuna sweeper wrote: its plots, best params, the re-train command
-    written = ["optimization_results.yaml", "best_command.txt"]
+    written = ["optimization_results.yaml", "best_command.txt", "confirmation.md", "confirmation.png"]
     for name in [*sorted(p.name for p in sweep_dir.glob("optuna_*.png")), *written]:
         if (sweep_dir / name).exists():
             client.log_artifact(parent, str(sweep_dir / name))
-    return {"run_id": best.info.run_id, OBJECTIVE: best.data.metrics[OBJECTIVE]}
+    return {"run_id": best.info.run_id, OBJECTIVE: _value(best)}
+
+
+def _value(run) -> float | None:
+    """A trial's objective: a K-seed job's statistic over its seeds, or a run's final eval return."""
+    metrics = run.data.metrics
+    return metrics.get(JOB_OBJECTIVE, metrics.get(OBJECTIVE))
 
 
 def kill_unfinished_parents() -> None:

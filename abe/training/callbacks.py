@@ -1,14 +1,15 @@
 """What happens around the training loop, as callbacks (the shape of SB3's).
 
 The loop calls `on_update` after every update and `on_evaluation` after every
-evaluation; a callback that returns False from `on_evaluation` stops training, with
-its `stop_reason`. Every callback runs at every evaluation, so their order does not
-decide whether a checkpoint is written before a stop.
+evaluation, with one record per member (seed) of the job; a callback that returns
+False from `on_evaluation` stops training, with its `stop_reason`. Every callback runs
+at every evaluation, so their order does not decide whether a checkpoint is written
+before a stop. Callbacks about one seed's run (its metrics, checkpoint, model) take the
+index of their member.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from abe.agent.checkpoint import save_checkpoint
 from abe.agent.export import deterministic_policy
+from abe.core.result import OBJECTIVE
 from abe.training.seeding import rng_state
 
 if TYPE_CHECKING:
@@ -34,8 +36,8 @@ class Callback:
     def on_update(self, trainer: Trainer) -> None:
         pass
 
-    def on_evaluation(self, trainer: Trainer, record: dict) -> bool:
-        """`record`: the evaluation's metrics and env_steps. False stops training."""
+    def on_evaluation(self, trainer: Trainer, records: list[dict]) -> bool:
+        """`records`: each member's metrics and env_steps, in member order. False stops training."""
         return True
 
     def on_training_end(self, trainer: Trainer) -> None:
@@ -49,31 +51,35 @@ class LrDecay(Callback):
     """`algo.lr_decay`: lr falls linearly to 0 over the budget (Tianshou's MuJoCo examples)."""
 
     def on_update(self, trainer: Trainer) -> None:
-        remaining = max(0.0, 1.0 - trainer.state.env_steps / trainer.cfg.trainer.total_steps)
-        for group in trainer.agent.optimizer.param_groups:
-            group["lr"] = trainer.cfg.lr * remaining
+        remaining = max(0.0, 1.0 - trainer.env_steps / trainer.cfg.trainer.total_steps)
+        for member in trainer.members:
+            for group in member.agent.optimizer.param_groups:
+                group["lr"] = trainer.cfg.lr * remaining
 
 
 class ProgressBar(Callback):
-    """A tqdm bar on stderr: env steps, steps/s and the latest eval return."""
+    """A tqdm bar on stderr: env steps (all seeds together), steps/s, the latest eval return."""
 
     def on_training_start(self, trainer: Trainer) -> None:
-        cfg = trainer.cfg
+        cfg, seeds = trainer.cfg, len(trainer.members)
         self.bar = tqdm(
-            total=cfg.trainer.total_steps,
-            initial=trainer.state.env_steps,
+            total=cfg.trainer.total_steps * seeds,
+            initial=trainer.env_steps * seeds,
             unit="step",
             unit_scale=True,
             dynamic_ncols=True,
             disable=not cfg.trainer.progress_bar,
-            desc=cfg.env.id,
+            desc=cfg.env.id if seeds == 1 else f"{cfg.env.id} x{seeds} seeds",
         )
 
     def on_update(self, trainer: Trainer) -> None:
-        self.bar.update(trainer.steps_per_update)
+        self.bar.update(trainer.steps_per_update * len(trainer.members))
 
-    def on_evaluation(self, trainer: Trainer, record: dict) -> bool:
-        self.bar.set_postfix_str(f"eval {record['eval/return_mean']:.1f}", refresh=True)
+    def on_evaluation(self, trainer: Trainer, records: list[dict]) -> bool:
+        shown = (
+            " / ".join(f"{r[OBJECTIVE]:.0f}" for r in records) if len(records) > 1 else f"{records[0][OBJECTIVE]:.1f}"
+        )
+        self.bar.set_postfix_str(f"eval {shown}", refresh=True)
         return True
 
     def close(self) -> None:
@@ -81,34 +87,37 @@ class ProgressBar(Callback):
 
 
 class MetricLogger(Callback):
-    """Every evaluation's metrics to a tracker, at its env step."""
+    """Every evaluation's metrics of one member to its tracker, at its env step."""
 
-    def __init__(self, log_metrics: Callable[[dict[str, float], int], None]):
-        self.log_metrics = log_metrics
+    def __init__(self, log_metrics: Callable[[dict[str, float], int], None], member: int = 0):
+        self.log_metrics, self.member = log_metrics, member
 
-    def on_evaluation(self, trainer: Trainer, record: dict) -> bool:
+    def on_evaluation(self, trainer: Trainer, records: list[dict]) -> bool:
+        record = records[self.member]
         self.log_metrics({k: v for k, v in record.items() if k != "env_steps"}, record["env_steps"])
         return True
 
 
 class Checkpointer(Callback):
-    """At every evaluation, `checkpoints/last.pt`: everything `python -m abe resume`
-    needs to continue exactly (weights, optimizer, statistics, progress, the rollout's
-    position with env states, the random generators) and the MLflow run to go on with."""
+    """At every evaluation, the member's `checkpoints/last.pt`: everything `python -m abe
+    resume` needs to continue exactly (weights, optimizer, statistics, progress, the
+    rollout's position with env states, the random generators) and the MLflow run to go
+    on with."""
 
-    def __init__(self, run_id: Callable[[], str | None] = lambda: None):
-        self.run_id = run_id
+    def __init__(self, run_id: Callable[[], str | None] = lambda: None, member: int = 0):
+        self.run_id, self.member = run_id, member
 
-    def on_evaluation(self, trainer: Trainer, record: dict) -> bool:
-        trainer.state.wall_time_s = time.perf_counter() - trainer.start
+    def on_evaluation(self, trainer: Trainer, records: list[dict]) -> bool:
+        member = trainer.members[self.member]
+        member.state.wall_time_s = trainer.elapsed()
         save_checkpoint(
-            trainer.agent,
-            trainer.checkpoint_path,
-            trainer.cfg,
+            member.agent,
+            member.checkpoint_path,
+            member.cfg,
             {
-                "progress": trainer.state.to_dict(),
-                "rollout": trainer.rollout.snapshot(),
-                "rng": rng_state(),
+                "progress": member.state.to_dict(),
+                "rollout": member.rollout.snapshot(),
+                "rng": rng_state(member.generator),
                 "mlflow_run_id": self.run_id(),
             },
         )
@@ -116,14 +125,15 @@ class Checkpointer(Callback):
 
 
 class ModelExport(Callback):
-    """At the end of a run that used its whole budget, the policy as plain torch layers
-    (abe.agent.export) to `log_model`."""
+    """At the end of a run that used its whole budget, the member's policy as plain
+    torch layers (abe.agent.export) to `log_model`."""
 
-    def __init__(self, log_model: Callable[[nn.Module, np.ndarray], None]):
-        self.log_model = log_model
+    def __init__(self, log_model: Callable[[nn.Module, np.ndarray], None], member: int = 0):
+        self.log_model, self.member = log_model, member
 
     def on_training_end(self, trainer: Trainer) -> None:
         if trainer.stopped_early:
             return
-        example = trainer.envs.single_observation_space.sample()[None].astype(np.float32)
-        self.log_model(deterministic_policy(trainer.agent), example)
+        member = trainer.members[self.member]
+        example = member.envs.single_observation_space.sample()[None].astype(np.float32)
+        self.log_model(deterministic_policy(member.agent), example)

@@ -1,5 +1,9 @@
 """The training loop: collect -> update -> evaluate, with callbacks around it.
 
+One loop for a job of K seeds (K = 1: a plain run): every member collects its rollout
+(all members' envs stepping at once), then each member's agent takes its own A2C step,
+then, every `eval_every` env steps, each member is evaluated and the callbacks run.
+
 Tianshou's A2C object holds the networks, optimizer and return statistics; abe's
 Rollout collects into arrays and abe.agent.update runs A2C's update on them, instead
 of Tianshou's Collector, buffer and trainer (faster; bench/throughput.py runs both).
@@ -7,6 +11,7 @@ of Tianshou's Collector, buffer and trainer (faster; bench/throughput.py runs bo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -18,14 +23,14 @@ import torch
 from abe.agent.agent import Agent, build_agent
 from abe.agent.checkpoint import load_into
 from abe.agent.networks import summary_table
-from abe.agent.rollout import Rollout
+from abe.agent.rollout import Rollout, collect_together
 from abe.agent.update import a2c_update
 from abe.core.result import OBJECTIVE, TrainResult
 from abe.core.schema import Config
 from abe.envs.vector import make_vector_env
 from abe.training.callbacks import Callback, LrDecay, ProgressBar
 from abe.training.seeding import seed_everything, set_rng_state
-from abe.training.trainer import Trainer, TrainingState
+from abe.training.trainer import Member, Trainer, TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +40,61 @@ class TrainingDiverged(FloatingPointError):
 
 
 def train(cfg: Config, run_dir: Path, callbacks: Sequence[Callback] = (), resume: dict | None = None) -> TrainResult:
-    """Train one agent as `cfg` says, or continue the checkpoint `resume` exactly where
-    it stopped. `callbacks` run after every update and evaluation (abe.training.callbacks)."""
+    """Train one agent as `cfg` says (`cfg.seed`, one seed), or continue the checkpoint
+    `resume` exactly where it stopped."""
+    return train_seeds(cfg, [cfg.seed], [run_dir], callbacks, [resume])[0]
+
+
+def train_seeds(
+    cfg: Config,
+    seeds: Sequence[int],
+    run_dirs: Sequence[Path],
+    callbacks: Sequence[Callback] = (),
+    resumes: Sequence[dict | None] | None = None,
+) -> list[TrainResult]:
+    """Train one agent per seed at once, each exactly as it would train alone, each into
+    its own run dir; `resumes` continues members from their checkpoints. `callbacks` run
+    after every update and evaluation (abe.training.callbacks)."""
     torch.set_num_threads(cfg.trainer.torch_threads)
+    resumes = list(resumes or [None] * len(seeds))
+    with contextlib.ExitStack() as closing:
+        members = [
+            _member(cfg.with_seed(seed), run_dir, resume, closing)
+            for seed, run_dir, resume in zip(seeds, run_dirs, resumes, strict=True)
+        ]
+        log.info(
+            "%s: actor and critic\n%s",
+            cfg.env.id,
+            summary_table({"actor": members[0].agent.actor, "critic": members[0].agent.critic}),
+        )
+        trainer = Trainer(cfg, members)
+        own = [LrDecay()] if cfg.algo.lr_decay else []
+        return _loop(trainer, [*own, ProgressBar(), *callbacks])
+
+
+def _member(cfg: Config, run_dir: Path, resume: dict | None, closing: contextlib.ExitStack) -> Member:
+    """One seed's agent, envs and random stream, made as a run of that seed alone makes them."""
     seed_everything(cfg.seed)
     envs = make_vector_env(cfg.env.id, cfg.trainer.num_envs, cfg.env.backend, cfg.env.kwargs, cfg.env.threads)
+    closing.callback(envs.close)
     # Evaluation episodes run side by side on EnvPool too when training does (seeded
     # start states either way); async processes would not pay off for them.
     eval_backend = "envpool" if cfg.env.backend == "envpool" else "sync"
     eval_envs = make_vector_env(cfg.env.id, cfg.trainer.eval_episodes, eval_backend, cfg.env.kwargs, cfg.env.threads)
-    try:
-        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
-        log.info("%s: actor and critic\n%s", cfg.env.id, summary_table({"actor": agent.actor, "critic": agent.critic}))
-        rollout = Rollout(agent, envs, cfg.algo.n_steps, cfg.seed)
-        state = TrainingState(next_eval=cfg.trainer.eval_every)
-        if resume is not None:
-            state = _restore(resume, agent, rollout)
-        trainer = Trainer(cfg, agent, envs, eval_envs, rollout, state, run_dir / "checkpoints" / "last.pt")
-        own = [LrDecay()] if cfg.algo.lr_decay else []
-        return _loop(trainer, [*own, ProgressBar(), *callbacks])
-    finally:
-        envs.close()
-        eval_envs.close()
+    closing.callback(eval_envs.close)
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    generator = torch.Generator()
+    generator.set_state(torch.get_rng_state())  # the stream a run of this seed alone draws its actions from
+    rollout = Rollout(agent, envs, cfg.algo.n_steps, cfg.seed, generator)
+    state = TrainingState(next_eval=cfg.trainer.eval_every)
+    if resume is not None:
+        state = _restore(resume, agent, rollout, generator)
+    return Member(cfg, agent, envs, eval_envs, rollout, generator, state, run_dir)
 
 
-def _restore(checkpoint: dict, agent: Agent, rollout: Rollout) -> TrainingState:
+def _restore(checkpoint: dict, agent: Agent, rollout: Rollout, generator: torch.Generator) -> TrainingState:
     load_into(agent, checkpoint)
-    set_rng_state(checkpoint["rng"])
+    set_rng_state(checkpoint["rng"], generator)
     if not rollout.restore(checkpoint["rollout"]):
         log.warning(
             "the checkpoint holds no env states (EnvPool, or an env abe cannot capture): episodes restart, "
@@ -72,54 +105,63 @@ def _restore(checkpoint: dict, agent: Agent, rollout: Rollout) -> TrainingState:
     return state
 
 
-def _loop(trainer: Trainer, callbacks: list[Callback]) -> TrainResult:
-    cfg, state = trainer.cfg, trainer.state
-    trainer.start = time.perf_counter() - state.wall_time_s
+def _loop(trainer: Trainer, callbacks: list[Callback]) -> list[TrainResult]:
+    cfg, members = trainer.cfg, trainer.members
+    trainer.start = time.perf_counter() - members[0].state.wall_time_s
     for callback in callbacks:
         callback.on_training_start(trainer)
     try:
-        while state.env_steps < cfg.trainer.total_steps and trainer.stopped_early is None:
-            episode_returns = trainer.rollout.collect()
-            losses = a2c_update(trainer.agent, trainer.rollout.batch)
-            state.env_steps += trainer.steps_per_update
-            state.updates += 1
-            state.episode_returns += episode_returns
+        while trainer.env_steps < cfg.trainer.total_steps and trainer.stopped_early is None:
+            finished = collect_together([m.rollout for m in members])
+            losses = [a2c_update(m.agent, m.rollout.batch) for m in members]
+            for member, episode_returns in zip(members, finished, strict=True):
+                member.state.env_steps += trainer.steps_per_update
+                member.state.updates += 1
+                member.state.episode_returns += episode_returns
             for callback in callbacks:
                 callback.on_update(trainer)
-            _check_finite(trainer.agent, losses, state.env_steps)
-            if state.env_steps >= state.next_eval or state.env_steps >= cfg.trainer.total_steps:
-                record = trainer.evaluate(losses)
-                answers = [callback.on_evaluation(trainer, record) for callback in callbacks]  # all of them run
+            for member, member_losses in zip(members, losses, strict=True):
+                _check_finite(member, member_losses, len(members) > 1)
+            if trainer.env_steps >= members[0].state.next_eval or trainer.env_steps >= cfg.trainer.total_steps:
+                elapsed = trainer.elapsed()
+                records = [m.evaluate(member_losses, elapsed) for m, member_losses in zip(members, losses, strict=True)]
+                answers = [callback.on_evaluation(trainer, records) for callback in callbacks]  # all of them run
                 reasons = [
                     c.stop_reason or type(c).__name__ for c, go_on in zip(callbacks, answers, strict=True) if not go_on
                 ]
                 trainer.stopped_early = "; ".join(reasons) if reasons else None
-        wall_time = time.perf_counter() - trainer.start
+        wall_time = trainer.elapsed()
         for callback in callbacks:
             callback.on_training_end(trainer)
     finally:
         for callback in callbacks:
             callback.close()
-    final = state.evaluations[-1]
+    return [_result(trainer, member, wall_time) for member in members]
+
+
+def _result(trainer: Trainer, member: Member, wall_time: float) -> TrainResult:
+    state, final = member.state, member.state.evaluations[-1]
     return TrainResult(
-        env_id=cfg.env.id,
-        seed=cfg.seed,
+        env_id=member.cfg.env.id,
+        seed=member.cfg.seed,
         eval_return_mean=final[OBJECTIVE],
         eval_return_std=final["eval/return_std"],
         env_steps=state.env_steps,
         updates=state.updates,
         wall_time_s=round(wall_time, 3),
         fps=round(state.env_steps / wall_time, 1),
-        checkpoint=trainer.checkpoint_path,
+        checkpoint=member.checkpoint_path,
         evaluations=state.evaluations,
         stopped_early=trainer.stopped_early,
     )
 
 
-def _check_finite(agent: Agent, losses: dict[str, float], env_steps: int) -> None:
-    weights = torch.nn.utils.parameters_to_vector(agent.algorithm.parameters())
+def _check_finite(member: Member, losses: dict[str, float], name_seed: bool) -> None:
+    weights = torch.nn.utils.parameters_to_vector(member.agent.algorithm.parameters())
     if not (all(np.isfinite(v) for v in losses.values()) and torch.isfinite(weights).all()):
         shown = ", ".join(f"{k}={v:.3g}" for k, v in losses.items())
+        seed = f"seed {member.cfg.seed}, " if name_seed else ""
         raise TrainingDiverged(
-            f"training diverged at {env_steps:,} env steps (non-finite loss or weights; {shown}); try a lower lr"
+            f"training diverged at {member.state.env_steps:,} env steps ({seed}non-finite loss or weights; {shown}); "
+            "try a lower lr"
         )

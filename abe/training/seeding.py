@@ -11,15 +11,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
+def rng_state(generator: torch.Generator) -> dict:
+    """`generator` (a member's action noise) and numpy's global state, as tensors."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
-        "torch": torch.get_rng_state(),
+        "torch": generator.get_state(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
     }
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    """What `rng_state` saved. (Checkpoints made before K-seed jobs saved torch's global
+    state here, which then held just what a member's generator holds now: the action
+    noise's position.)"""
+    generator.set_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

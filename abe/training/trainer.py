@@ -1,4 +1,10 @@
-"""What the training loop carries, and what its callbacks see."""
+"""What the training loop carries, and what its callbacks see.
+
+A job trains K seeds at once (`n_seeds`; K = 1 is the plain run): K members, each an
+independent agent with its own networks, optimizer, observation statistics, envs and
+random stream, stepped and updated in one loop. A member trains exactly as a run of
+its seed alone would (tests/unit/test_training.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from abe.agent.agent import Agent
 from abe.agent.rollout import Rollout
@@ -17,7 +24,7 @@ from abe.training.evaluation import evaluate
 
 @dataclass
 class TrainingState:
-    """What the loop carries between updates; saved in every checkpoint."""
+    """What the loop carries between updates for one member; saved in its checkpoint."""
 
     env_steps: int = 0
     updates: int = 0
@@ -31,28 +38,26 @@ class TrainingState:
 
 
 @dataclass
-class Trainer:
-    """What callbacks see: the config, the agent and its envs, the loop's state."""
+class Member:
+    """One seed of a job: its config (`cfg.seed` is its seed), agent, envs and state."""
 
     cfg: Config
     agent: Agent
     envs: object
     eval_envs: object
     rollout: Rollout
+    generator: torch.Generator  # the member's action noise: its own stream
     state: TrainingState
-    checkpoint_path: Path
-    start: float = 0.0  # perf_counter() at which this run would have started, resumes included
-    stopped_early: str | None = None  # why a callback stopped training before its budget
+    run_dir: Path
 
     @property
-    def steps_per_update(self) -> int:
-        return self.cfg.algo.n_steps * self.cfg.trainer.num_envs
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
 
-    def evaluate(self, losses: dict[str, float]) -> dict:
+    def evaluate(self, losses: dict[str, float], elapsed: float) -> dict:
         """Evaluation episodes with the mean action; the record of this evaluation."""
         state = self.state
         state.next_eval += self.cfg.trainer.eval_every
-        elapsed = time.perf_counter() - self.start
         returns = evaluate(self.agent, self.eval_envs, self.cfg.seed)
         record = {
             "env_steps": state.env_steps,
@@ -66,3 +71,25 @@ class Trainer:
             record["train/episode_return"] = float(np.mean(state.episode_returns[-20:]))
         state.evaluations.append(record)
         return record
+
+
+@dataclass
+class Trainer:
+    """What callbacks see: the job's config, its members, and the loop's progress."""
+
+    cfg: Config
+    members: list[Member]
+    start: float = 0.0  # perf_counter() at which this run would have started, resumes included
+    stopped_early: str | None = None  # why a callback stopped training before its budget
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps per member (all members step together)."""
+        return self.members[0].state.env_steps
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.cfg.algo.n_steps * self.cfg.trainer.num_envs
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

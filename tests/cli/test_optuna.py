@@ -5,6 +5,8 @@ import warnings
 
 import mlflow
 import optuna
+import pytest
+import yaml
 
 from tests.conftest import run_cli
 
@@ -17,6 +19,7 @@ SMALL = [
     "trainer.num_envs=2",
     "trainer.eval_episodes=2",
     "trainer.progress_bar=false",
+    "hydra.sweeper.confirm_top=0",  # test_confirmation_... confirms
 ]
 
 
@@ -111,3 +114,29 @@ def test_two_parallel_workers_record_every_trial_once(tmp_path):
     assert by_trial == {
         (t.params["lr"], t.params["network.width"]) for t in study.trials
     }  # each job trained what its trial asked
+
+
+def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(tmp_path):
+    proc, study = sweep(tmp_path, "n_seeds=2", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none",
+                        "hydra.sweeper.confirm_top=2", "hydra.sweeper.confirm_seeds=3")
+    assert [t.state for t in study.trials] == [States.COMPLETE] * 3
+    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    confirmation = results["confirmation"]
+    ranked = sorted(study.trials, key=lambda t: t.value, reverse=True)
+    assert sorted(row["trial"] for row in confirmation) == sorted(t.number for t in ranked[:2])
+    assert [row["mean"] for row in confirmation] == sorted((row["mean"] for row in confirmation), reverse=True)
+    for row in confirmation:
+        assert row["seeds"] == [1000, 1001, 1002]  # the trials trained seeds 0 and 1
+        assert len(row["returns"]) == 3 and row["mean"] == pytest.approx(sum(row["returns"]) / 3, abs=1e-3)
+        assert row["ci95"][0] <= row["mean"] <= row["ci95"][1]
+        assert row["tuning_value"] == study.trials[row["trial"]].value
+    winner = confirmation[0]["params"]
+    best_command = (tmp_path / "sweep" / "best_command.txt").read_text()
+    assert f"lr={winner['lr']}" in best_command and f"gamma={winner['gamma']}" in best_command
+    assert "held-out #1" in proc.stderr + proc.stdout
+    client, children, parents = mlflow_children(tmp_path)
+    [parent] = parents
+    trials = [c for c in children if c.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.data.tags["sweep_trials"] == "3"  # confirmation jobs are not trials
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"confirmation.md", "confirmation.png"}
+    assert sum("abe_confirmation" in c.data.tags for c in trials) == 2

@@ -89,13 +89,14 @@ def test_group_override_on_a_saved_config_is_explained(tracked_run):
     assert proc.stderr.startswith("error: logger: got 'none' instead of a section of keys")
 
 
-def test_n_seeds_trains_each_seed_and_returns_their_mean(tmp_path, monkeypatch):
+def test_n_seeds_trains_the_seeds_together_and_returns_their_statistic(tmp_path, monkeypatch):
     store = tmp_path / "store"
     overrides = [o for o in TINY if not o.startswith("logger")]
     proc = run_cli(
         "env=pendulum",
         "seed=5",
         "n_seeds=2",
+        "seed_statistic=mean",
         *overrides,
         f"logger.store_dir={store}",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -106,9 +107,15 @@ def test_n_seeds_trains_each_seed_and_returns_their_mean(tmp_path, monkeypatch):
     per_seed = [json.loads((tmp_path / "run" / f"seed_{s}" / "result.json").read_text()) for s in (5, 6)]
     assert summary["seeds"] == [5, 6] and [r["seed"] for r in per_seed] == [5, 6]
     assert summary["per_seed"] == [r["eval/return_mean"] for r in per_seed]
-    assert summary["eval/return_mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
+    assert summary["objective"] == summary["eval/return_mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
+    assert summary["statistic"] == "mean" and summary["ci95"][0] <= summary["objective"] <= summary["ci95"][1]
     assert OmegaConf.load(tmp_path / "run" / "seed_6" / ".hydra" / "config.yaml").seed == 6
+    assert "2 seeds: mean" in proc.stdout + proc.stderr
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")  # restored after the test
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["Pendulum-v1"])
-    assert sorted(runs["params.seed"]) == ["5", "6"]
+    [job] = [r for _, r in runs.iterrows() if r["params.n_seeds"] == "2"]
+    seeds = runs[runs["tags.mlflow.parentRunId"] == job["run_id"]]
+    assert sorted(seeds["params.seed"]) == ["5", "6"] and set(seeds["status"]) == {"FINISHED"}
+    assert job["run_id"] == summary["mlflow_run_id"] and job["status"] == "FINISHED"
+    assert job["metrics.objective"] == pytest.approx(summary["objective"])

@@ -1,6 +1,7 @@
 """The pruners abe builds, and the job's side of pruning (a callback that says stop)."""
 
 import optuna
+import pytest
 
 from abe.sweeps.pruning import ENV_PRUNE_ON, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, TrialReporter, make_pruner
 
@@ -57,8 +58,50 @@ def test_a_trial_is_pruned_before_its_last_evaluation_never_at_it(tmp_path, monk
         return TrialReporter(total_steps=1000)
 
     halfway = reporter()
-    assert halfway.on_evaluation(None, {"env_steps": 500, "eval/return_mean": 0.0}) is False
+    assert halfway.on_evaluation(None, [{"env_steps": 500, "eval/return_mean": 0.0}]) is False
     assert halfway.stop_reason == "pruned by Optuna at 500 env steps (eval/return_mean 0.0)"
     last = reporter()
-    assert last.on_evaluation(None, {"env_steps": 1024, "eval/return_mean": 0.0}) is True
+    assert last.on_evaluation(None, [{"env_steps": 1024, "eval/return_mean": 0.0}]) is True
     assert last.last_value == 0.0 and last.stop_reason is None
+
+
+def test_the_pruner_sees_the_statistic_over_all_seeds(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for key, value in {
+        ENV_STUDY: "s",
+        ENV_STORAGE: storage,
+        ENV_PRUNER: "none",
+        ENV_PRUNE_ON: "eval/return_mean",
+    }.items():
+        monkeypatch.setenv(key, value)
+    records = [{"env_steps": 500, "eval/return_mean": v} for v in (100.0, 400.0, 700.0, 1000.0)]
+
+    def reported(statistic: str) -> tuple[float, float]:
+        monkeypatch.setenv(ENV_TRIAL, str(study.ask()._trial_id))
+        reporter = TrialReporter(total_steps=1000, statistic=statistic)
+        assert reporter.on_evaluation(None, records) is True
+        return study.trials[-1].intermediate_values[500], reporter.last_value
+
+    assert reported("mean") == (550.0, 550.0)  # all four seeds, not the first
+    assert reported("iqm") == (550.0, 550.0)  # the middle two
+    value, last = reported("lcb")
+    assert value == last < 550.0
+
+
+def test_held_out_seeds_are_disjoint_from_the_tuning_seeds_and_their_envs():
+    from abe.core.errors import ConfigError
+    from abe.sweeps.confirmation import HELD_OUT_OFFSET, check_confirmation, held_out_seeds
+
+    tuning_seed, n_seeds, num_envs = 7, 4, 32
+    held_out = held_out_seeds(tuning_seed, 5)
+    assert held_out == list(range(1007, 1012))
+    tuning_env_seeds = {s + i for s in range(tuning_seed, tuning_seed + n_seeds) for i in range(num_envs)}
+    held_out_env_seeds = {s + i for s in held_out for i in range(num_envs)}
+    assert not tuning_env_seeds & held_out_env_seeds
+    check_confirmation(3, 5, n_seeds, num_envs)
+    with pytest.raises(ConfigError, match=r"n_seeds: 990 seeds of 32 envs would reach the held-out seeds \(tuning"):
+        check_confirmation(3, 5, 990, 32)
+    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.confirm_seeds: got 0; allowed: an integer >= 1"):
+        check_confirmation(3, 0, 4, 32)
+    assert HELD_OUT_OFFSET == 1000

@@ -9,7 +9,7 @@ from abe.agent.rollout import Rollout
 from abe.core.result import OBJECTIVE
 from abe.envs.vector import make_vector_env
 from abe.training.callbacks import Callback, Checkpointer
-from abe.training.loop import train
+from abe.training.loop import train, train_seeds
 from abe.training.seeding import seed_everything
 from tests.conftest import TINY
 
@@ -116,3 +116,51 @@ def test_lr_decay_anneals_to_zero_over_the_budget(make_cfg, tmp_path):
     )
     lrs = [e["train/lr"] for e in train(cfg, tmp_path).evaluations]
     assert lrs == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])
+
+
+@pytest.mark.parametrize("backend", ["sync", "envpool"])
+def test_a_seed_trains_the_same_whichever_seeds_train_beside_it(make_cfg, tmp_path, backend):
+    # Each member has its own networks, optimizer, statistics, envs and action-noise
+    # stream, so seed 4 of a 3-seed job is seed 4 alone, float for float.
+    cfg = make_cfg(
+        "env=pendulum",
+        f"env.backend={backend}",
+        *TINY,
+        "trainer.total_steps=1024",
+        "trainer.eval_every=512",
+        "trainer.num_envs=4",
+    )
+
+    def returns(result):
+        return [e[OBJECTIVE] for e in result.evaluations]
+
+    together = train_seeds(cfg, [3, 4, 5], [tmp_path / f"t{s}" for s in (3, 4, 5)], [Checkpointer(member=1)])
+    alone = train(cfg.with_seed(4), tmp_path / "alone")
+    assert returns(together[1]) == returns(alone) and len(returns(alone)) == 2
+    assert returns(together[0]) != returns(together[1]) != returns(together[2])
+    again = train_seeds(cfg, [3, 4, 5], [tmp_path / f"a{s}" for s in (3, 4, 5)])
+    assert [returns(r) for r in again] == [returns(r) for r in together]  # the same job repeats itself exactly
+    checkpoint = torch.load(tmp_path / "t4" / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["env_steps"] == 1024 and yaml_seed(checkpoint) == 4  # each seed its own checkpoint
+
+
+def yaml_seed(checkpoint: dict) -> int:
+    import yaml
+
+    return yaml.safe_load(checkpoint["config"])["seed"]
+
+
+class Records(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_evaluation(self, trainer, records) -> bool:
+        self.seen.append([r["env_steps"] for r in records])
+        return True
+
+
+def test_callbacks_see_one_record_per_seed_at_every_evaluation(make_cfg, tmp_path):
+    cfg = make_cfg("env=pendulum", *TINY, "trainer.total_steps=512", "trainer.eval_every=256")
+    seen = Records()
+    train_seeds(cfg, [0, 1], [tmp_path / "a", tmp_path / "b"], [seen])
+    assert seen.seen == [[256, 256], [512, 512]]
