@@ -28,7 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # abe, for the HalfCheetah posture check
+sys.path.insert(0, str(ROOT))  # abe: its statistics, and the HalfCheetah posture check
+
+from abe.core import stats  # noqa: E402
+
 PRESETS = ("halfcheetah", "hopper", "walker2d")
 TARGETS = {"halfcheetah": 3500, "hopper": 1500, "walker2d": 1500}  # issue 6: mean of 5 seeds at 1M
 
@@ -95,15 +98,15 @@ def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
 
 def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]) -> str:
     lines = [
-        f"| preset | env | per-seed final return (seeds {seeds[0]}-{seeds[-1]}; † on its back) | mean ± std | target | "
-        "env steps | wall time per run | env steps/s per run |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| preset | env | per-seed final return (seeds {seeds[0]}-{seeds[-1]}; † on its back) | mean ± std | "
+        "IQM [95% interval] | target | env steps | wall time per run | env steps/s per run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for preset in dict.fromkeys(r["preset"] for r in runs):
         ok = [r for r in runs if r["preset"] == preset and "return" in r]
         failed = [r for r in runs if r["preset"] == preset and "error" in r]
         if not ok:
-            lines.append(f"| {preset} | | failed: {failed[0]['error']} | | | | | |")
+            lines.append(f"| {preset} | | failed: {failed[0]['error']} | | | | | | |")
             continue
         returns = [r["return"] for r in ok]
         per_seed = [f"{r['return']:.0f}" + "†" * r["on_its_back"] for r in ok]
@@ -111,7 +114,7 @@ def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]
         lines.append(
             f"| {preset} | {ok[0]['env_id']} | {' / '.join(per_seed)}"
             f"{' (' + str(len(failed)) + ' failed)' if failed else ''} | "
-            f"**{statistics.mean(returns):.0f} ± {spread:.0f}** | "
+            f"**{statistics.mean(returns):.0f} ± {spread:.0f}** | {iqm_with_interval(returns)} | "
             f"{TARGETS.get(preset, '')} | {ok[0]['env_steps']:,} | "
             f"{statistics.mean(r['wall_s'] for r in ok) / 60:.1f} min | {statistics.mean(r['fps'] for r in ok):,.0f} |"
         )
@@ -122,6 +125,50 @@ def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]
         f"`.venv/bin/python bench/returns.py --seeds {len(seeds)}{first}{extra}`"
     )
     return "\n".join(lines)
+
+
+def iqm_with_interval(returns: list[float]) -> str:
+    """rliable's interquartile mean and its 95% stratified bootstrap interval."""
+    low, high = stats.interval(returns, stats.iqm)
+    return f"{stats.iqm(returns):.0f} [{low:.0f}, {high:.0f}]"
+
+
+def profile_plot(runs: list[dict], path: Path) -> Path | None:
+    """A performance profile per preset (Agarwal et al. 2021): the share of runs whose final
+    return is above each threshold, with rliable's 95% bootstrap band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from rliable import library
+
+    presets = [
+        p for p in dict.fromkeys(r["preset"] for r in runs) if any("return" in r for r in runs if r["preset"] == p)
+    ]
+    if not presets:
+        return None
+    fig, axes = plt.subplots(1, len(presets), figsize=(4 * len(presets), 3.2), dpi=100, squeeze=False)
+    for ax, preset in zip(axes[0], presets, strict=True):
+        returns = np.array([[r["return"]] for r in runs if r["preset"] == preset and "return" in r])
+        taus = np.linspace(returns.min() - 1, returns.max() + 1, 60)
+        saved = np.random.get_state()  # rliable resamples with numpy's global RNG
+        np.random.seed(0)
+        try:
+            profiles, bands = library.create_performance_profile({preset: returns}, taus, reps=2000)
+        finally:
+            np.random.set_state(saved)
+        ax.plot(taus, profiles[preset], color="tab:blue")
+        ax.fill_between(taus, bands[preset][0], bands[preset][1], color="tab:blue", alpha=0.2)
+        ax.set_title(f"{preset} ({len(returns)} runs)")
+        ax.set_xlabel("final eval return")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("share of runs above")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def keep_other_rows(old: str, new: str) -> str:
@@ -160,7 +207,8 @@ def main() -> None:
         text = keep_other_rows(args.table.read_text(), text)
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text + "\n")
-    print(text)
+    plot = profile_plot(runs, args.table.with_name(args.table.stem + "_profile.png"))
+    print(text + (f"\nperformance profile: {plot}" if plot else ""))
 
 
 if __name__ == "__main__":

@@ -52,12 +52,12 @@ def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     pick = results["confirmation"][0]
     return {
+        **pick,  # its `seeds` are the held-out ones
         "name": name,
         "trials": trials,
-        "seeds": seeds,
+        "tuning_seeds": seeds,
         "minutes": (time.perf_counter() - start) / 60,
         "estimate": pick["tuning_value"],
-        **pick,
     }
 
 
@@ -89,7 +89,7 @@ def main() -> int:
         held = " / ".join(f"{r:.0f}" for r in row["returns"])
         optimism = 100 * (row["estimate"] / row["mean"] - 1) if row["mean"] else float("nan")
         print(
-            f"| {row['name']} | {row['trials']} x {row['seeds']} | {row['params']['lr']:.3g}, "
+            f"| {row['name']} | {row['trials']} x {row['tuning_seeds']} | {row['params']['lr']:.3g}, "
             f"{row['params']['gamma']} | {row['estimate']:.0f} | {held} | {row['mean']:.0f} "
             f"[{row['ci95'][0]:.0f}, {row['ci95'][1]:.0f}] | {optimism:+.0f}% | {row['minutes']:.1f} |"
         )

@@ -37,9 +37,11 @@ def pytest_sessionstart(session):
     # Libraries that set environment variables once per process, when first imported or
     # used: done here, so `environment_unchanged` sees only what tests do. (torch's first
     # optimizer imports torch._dynamo: TORCHINDUCTOR_CACHE_DIR; envpool: MPLBACKEND,
-    # MPLCONFIGDIR, PYGAME_HIDE_SUPPORT_PROMPT; mlflow: a telemetry session id.)
+    # MPLCONFIGDIR, PYGAME_HIDE_SUPPORT_PROMPT; mlflow: a telemetry session id; tianshou
+    # imports pettingzoo: SDL_AUDIODRIVER.)
     import envpool  # noqa: F401
     import mlflow  # noqa: F401
+    import tianshou.algorithm  # noqa: F401
     import torch
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])

@@ -118,9 +118,12 @@ def _check_sweeper(overrides: list[str], config_dir: Path, config_name: str) -> 
     if sweeper.get("_target_") == "abe.sweeps.optuna_sweeper.AbeOptunaSweeper":
         from abe.sweeps.confirmation import check_confirmation
         from abe.sweeps.optuna_sweeper import check_options
+        from abe.sweeps.study import check_study, searched_keys, study_settings
 
         check_options(sweeper.pruner, sweeper.pruner_warmup, sweeper.pruner_keep, sweeper.prune_on)
         check_confirmation(sweeper.confirm_top, sweeper.confirm_seeds, composed.n_seeds, composed.trainer.num_envs)
+        searched = searched_keys(overrides, sweeper.params)
+        check_study(sweeper.storage, sweeper.study_name, study_settings(composed, searched))
 
 
 def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:

@@ -130,35 +130,15 @@ class Job:
         """
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the runs as KILLED
-        cfg, trackers = self.cfg, self.trackers
-        tracking: list[Callback] = []
-        for member, tracker in enumerate(trackers):
-            tracking += [MetricLogger(tracker.log_metrics, member), Checkpointer(_run_id_of(tracker), member)]
-            if cfg.logger.log_model:
-                tracking.append(ModelExport(tracker.log_model, member))
-        if self.job_tracker is not None:
-            tracking.append(JobMetrics(self.job_tracker.log_metrics, cfg.seed_statistic))
-        finished: list = [None] * len(trackers)  # what each tracker uploads: a finished run's result
-        job_result, status, error = None, "FAILED", None
+        self.finished: list = [None] * len(self.trackers)  # what each tracker uploads: a finished run's result
+        self.job_result, status, error = None, "FAILED", None
         try:
-            results = train_seeds(cfg, self.seeds, self.run_dirs, [*tracking, *callbacks], self.resumes)
+            results = train_seeds(self.cfg, self.seeds, self.run_dirs, [*self._tracking(), *callbacks], self.resumes)
             if results[0].stopped_early:  # e.g. pruned: no result.json, no summary
-                status, self.stopped_early = "KILLED", results[0].stopped_early
-                for tracker in [*trackers, *filter(None, [self.job_tracker])]:
-                    tracker.set_tags({"optuna_state": "PRUNED", "stopped_early": self.stopped_early})
-                log.info("%s: %s", cfg.env.id, self.stopped_early)
+                status = "KILLED"
+                self._stopped(results[0].stopped_early)
                 return float("nan")
-            for i, (result, tracker, run_dir) in enumerate(zip(results, trackers, self.run_dirs, strict=True)):
-                result.mlflow_run_id = tracker.run_id
-                learning_curve(result.evaluations, f"{cfg.env.id}, seed {result.seed}", run_dir / "learning_curve.png")
-                result.write(run_dir)
-                finished[i] = result
-            if self.job_tracker is not None:
-                job_result = _job_result(cfg, results, self.job_tracker.run_id)
-                seeds_curve(
-                    [r.evaluations for r in results], self.seeds, cfg.env.id, self.run_dir / "learning_curve.png"
-                )
-                job_result.write(self.run_dir)
+            self._write(results)
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -173,16 +153,46 @@ class Job:
             error = f"{type(ex).__name__}: {ex}"
             raise
         finally:
-            for tracker, result, run_dir in zip(trackers, finished, self.run_dirs, strict=True):
+            for tracker, result, run_dir in zip(self.trackers, self.finished, self.run_dirs, strict=True):
                 tracker.finish(result, run_dir, status, error)
             if self.job_tracker is not None:
-                self.job_tracker.finish(job_result, self.run_dir, status, error)
+                self.job_tracker.finish(self.job_result, self.run_dir, status, error)
         for result, run_dir in zip(results, self.run_dirs, strict=True):
-            log.info(summary(result, run_dir, cfg))
-        if job_result is None:
+            log.info(summary(result, run_dir, self.cfg))
+        if self.job_result is None:
             return results[0].eval_return_mean
-        log.info(job_summary(job_result, self.run_dir, cfg))
-        return job_result.objective
+        log.info(job_summary(self.job_result, self.run_dir, self.cfg))
+        return self.job_result.objective
+
+    def _tracking(self) -> list[Callback]:
+        """Each seed's metrics, checkpoint and model to its own run; the statistics to the job's."""
+        tracking: list[Callback] = []
+        for member, tracker in enumerate(self.trackers):
+            tracking += [MetricLogger(tracker.log_metrics, member), Checkpointer(_run_id_of(tracker), member)]
+            if self.cfg.logger.log_model:
+                tracking.append(ModelExport(tracker.log_model, member))
+        if self.job_tracker is not None:
+            tracking.append(JobMetrics(self.job_tracker.log_metrics, self.cfg.seed_statistic))
+        return tracking
+
+    def _stopped(self, reason: str) -> None:
+        self.stopped_early = reason
+        for tracker in [*self.trackers, *filter(None, [self.job_tracker])]:
+            tracker.set_tags({"optuna_state": "PRUNED", "stopped_early": reason})
+        log.info("%s: %s", self.cfg.env.id, reason)
+
+    def _write(self, results: list[TrainResult]) -> None:
+        """result.json and the learning curve of each seed, and of the job."""
+        env_id = self.cfg.env.id
+        for i, (result, tracker, run_dir) in enumerate(zip(results, self.trackers, self.run_dirs, strict=True)):
+            result.mlflow_run_id = tracker.run_id
+            learning_curve(result.evaluations, f"{env_id}, seed {result.seed}", run_dir / "learning_curve.png")
+            result.write(run_dir)
+            self.finished[i] = result
+        if self.job_tracker is not None:
+            self.job_result = _job_result(self.cfg, results, self.job_tracker.run_id)
+            seeds_curve([r.evaluations for r in results], self.seeds, env_id, self.run_dir / "learning_curve.png")
+            self.job_result.write(self.run_dir)
 
 
 JOB_RUN_ID_FILE = "mlflow_job_run_id"

@@ -12,6 +12,7 @@ of held-out confirmations. Point estimates and bootstrap intervals come from rli
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -48,6 +49,7 @@ def interval(
     it too). tests/unit/test_stats.py checks both."""
     from rliable import library
 
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every call at INFO
     if len(values) < 2:
         value = statistic(values)
         return value, value

@@ -82,7 +82,7 @@ def entry(trial: optuna.trial.FrozenTrial, seeds: list[int], returns: list[float
         "trial": trial.number,
         "params": dict(trial.params),
         "tuning_value": float(trial.value),
-        "seeds": seeds,
+        "seeds": list(seeds),
         "returns": [round(r, 3) for r in returns],
         "mean": round(stats.mean(returns), 3),
         "iqm": round(stats.iqm(returns), 3),

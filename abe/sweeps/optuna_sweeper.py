@@ -47,6 +47,7 @@ from abe.sweeps.pruning import (
     PRUNERS,
     make_pruner,
 )
+from abe.sweeps.study import SETTINGS_ATTR, searched_keys, study_settings
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
 
     def _create_study(self, **kwargs) -> optuna.Study:
         study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
+        if SETTINGS_ATTR not in study.user_attrs:  # what its values mean (checked by run.py: abe.sweeps.study)
+            searched = searched_keys(list(self.config.hydra.overrides.task), self.params)
+            study.set_user_attr(SETTINGS_ATTR, study_settings(self.config, searched))
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         abandoned = running if self.fail_running_trials else []
         for trial in abandoned:  # left RUNNING by an interrupted sweep of this study
@@ -166,8 +170,8 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         ]
 
     def _fixed_overrides(self, params: dict, drop: tuple[str, ...] = ()) -> list[str]:
-        """The command line's overrides that the trials did not search over."""
-        skip = {*params, "hparams_search", *drop}
+        """The command line's overrides that the trials did not search over, less `drop`."""
+        skip = {*params, *drop}
         return [a for a in self.config.hydra.overrides.task if a.split("=")[0].lstrip("+~") not in skip]
 
     def _confirm(self) -> list[dict]:
@@ -187,7 +191,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         for trial, job in zip(trials, returns, strict=True):
             try:
                 _ = job.return_value  # raises what the job raised
-                rows.append(entry(trial, seeds, read_returns(Path(job.working_dir))))
+                rows.append(entry(trial, seeds, read_returns(Path(job.hydra_cfg.hydra.runtime.output_dir))))
             except Exception as ex:
                 log.warning("confirmation of trial #%d failed: %s", trial.number, first_line(ex))
         rows.sort(key=lambda row: row["mean"], reverse=True)
@@ -217,9 +221,8 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         else:
             best = self.study.best_trial
             params, what = best.params, f"the best trial (#{best.number}, {best.value:.1f})"
-        command = shlex.join(
-            ["python", "run.py", *self._fixed_overrides(params), *(f"{k}={v}" for k, v in params.items())]
-        )
+        fixed = self._fixed_overrides(params, ("hparams_search",))  # a single run
+        command = shlex.join(["python", "run.py", *fixed, *(f"{k}={v}" for k, v in params.items())])
         (sweep_dir / "best_command.txt").write_text(command + "\n")
         log.info("re-train %s:\n  %s", what, command)
 

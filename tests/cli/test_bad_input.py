@@ -23,7 +23,7 @@ CASES = [
     (["trainer.total_steps=-5"], "trainer.total_steps: got -5; allowed: an integer >= 1"),
     (["lr=[1e-3"], "malformed override 'lr=[1e-3'"),
     (["network.widht=64"], "unknown config key 'network.widht'; network has: width, depth, activation"),
-    (["learning_rate=1e-3"], "unknown config key 'learning_rate'; the top level has: lr, gamma, seed, n_seeds, env"),
+    (["learning_rate=1e-3"], "unknown config key 'learning_rate'; the top level has: lr, gamma, seed, n_seeds, seed_"),
     (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
     (["env.backend=ray"], "env.backend: got 'ray'; allowed: one of sync, async, envpool"),
     (["env.backend=envpool", "env.threads=-1"], "env.threads: got -1; allowed: an integer >= 0 (0: one per CPU core)"),
@@ -34,6 +34,14 @@ CASES = [
     (
         ["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner_keep=2"],
         "hydra.sweeper.pruner_keep: got 2.0; allowed: a share of trials in (0, 1]",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.storage=sqlite:////no/such/folder/o.db"],
+        "hydra.sweeper.storage: cannot open 'sqlite:////no/such/folder/o.db' (OperationalError",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.confirm_top=-1"],
+        "hydra.sweeper.confirm_top: got -1; allowed: an integer >= 0 (0: no confirmation)",
     ),
     (
         ["-m", "hparams_search=lr_gamma", "hydra.sweeper.prune_on=loss"],
@@ -56,12 +64,13 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert err.startswith("error: " + message), err
 
 
-def test_good_input_passes_the_check(capsys):
+def test_good_input_passes_the_check(capsys, tmp_path):
     check_command_line(["env=pendulum", "lr=3e-4", "gamma=0.995", "network.layer_norm=false"])
     check_command_line(
         [
             "-m",
             "hparams_search=lr_gamma",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'o.db'}",
             "hydra.sweeper.pruner=percentile",
             "hydra/launcher=joblib",
             "network.width=choice(64,128)",

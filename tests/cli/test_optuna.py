@@ -117,8 +117,14 @@ def test_two_parallel_workers_record_every_trial_once(tmp_path):
 
 
 def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(tmp_path):
-    proc, study = sweep(tmp_path, "n_seeds=2", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none",
-                        "hydra.sweeper.confirm_top=2", "hydra.sweeper.confirm_seeds=3")
+    proc, study = sweep(
+        tmp_path,
+        "n_seeds=2",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.pruner=none",
+        "hydra.sweeper.confirm_top=2",
+        "hydra.sweeper.confirm_seeds=3",
+    )
     assert [t.state for t in study.trials] == [States.COMPLETE] * 3
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     confirmation = results["confirmation"]
@@ -140,3 +146,26 @@ def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(
     assert parent.data.tags["sweep_trials"] == "3"  # confirmation jobs are not trials
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"confirmation.md", "confirmation.png"}
     assert sum("abe_confirmation" in c.data.tags for c in trials) == 2
+
+
+def test_a_sweep_at_another_budget_never_joins_the_study_silently(tmp_path):
+    sweep(tmp_path, "hydra.sweeper.n_trials=1")
+    proc = run_cli(
+        "-m",
+        *SMALL,
+        "trainer.total_steps=2048",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        f"logger.store_dir={tmp_path / 'store'}",
+        f"hydra.sweep.dir={tmp_path / 'again'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.startswith("error: hydra.sweeper.study_name: study 'lr_gamma-Pendulum-v1' in sqlite:///")
+        and "(trainer.total_steps=4096 there, 2048 here)" in proc.stderr
+        and proc.stderr.count("\n") == 1
+    )
+    assert not (tmp_path / "again").exists()
+    _, _, parents = mlflow_children(tmp_path)
+    assert len(parents) == 1  # the first sweep's only

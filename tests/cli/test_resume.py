@@ -147,3 +147,27 @@ def test_an_envpool_run_resumes_with_new_episodes_and_says_so(make_cfg, tmp_path
     result = train(make_cfg(*common, "trainer.total_steps=2048"), tmp_path, resume=checkpoint)
     assert "holds no env states (EnvPool" in caplog.text
     assert [e["env_steps"] for e in result.evaluations] == [512, 1024, 1536, 2048]
+
+
+def test_a_k_seed_job_stopped_midway_resumes_every_seed_to_the_same_returns(make_cfg, tmp_path):
+    from abe.training.callbacks import Callback, Checkpointer
+    from abe.training.loop import train_seeds
+
+    class StopAtFirstEvaluation(Callback):
+        def on_evaluation(self, trainer, records) -> bool:
+            self.stop_reason = "stopped on purpose"
+            return False
+
+    cfg = make_cfg("env=pendulum", "n_seeds=2", "seed=3", "logger=none", *RUN[1:])
+    whole = train_seeds(cfg, [3, 4], [tmp_path / "whole" / "seed_3", tmp_path / "whole" / "seed_4"])
+    job = tmp_path / "job"
+    cut = [Checkpointer(member=0), Checkpointer(member=1), StopAtFirstEvaluation()]
+    train_seeds(cfg, [3, 4], [job / "seed_3", job / "seed_4"], cut)
+    assert read_checkpoint(job / "seed_4" / "checkpoints" / "last.pt")["env_steps"] == 1024
+    proc = run_module("resume", str(job))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for seed, uninterrupted in zip((3, 4), whole, strict=True):
+        _, resumed = returns(job / f"seed_{seed}")
+        assert resumed == [(e["env_steps"], e["eval/return_mean"]) for e in uninterrupted.evaluations]
+    summary = json.loads((job / "result.json").read_text())
+    assert summary["seeds"] == [3, 4] and summary["per_seed"] == [r.eval_return_mean for r in whole]

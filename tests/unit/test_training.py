@@ -89,10 +89,10 @@ class StopAfter(Callback):
     def __init__(self, evaluations: int):
         self.left = evaluations
 
-    def on_evaluation(self, trainer, record) -> bool:
+    def on_evaluation(self, trainer, records) -> bool:
         self.left -= 1
         if self.left == 0:
-            self.stop_reason = f"stopped at {record['env_steps']:,} env steps"
+            self.stop_reason = f"stopped at {records[0]['env_steps']:,} env steps"
         return self.left > 0
 
 
