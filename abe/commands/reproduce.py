@@ -70,6 +70,11 @@ def why_different(source_tags: dict, new_tags: dict) -> str:
 def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> int:
     client, uri = open_default_store(tracking_uri)
     source = get_run(client, run_id, uri)
+    if source.data.params.get("n_seeds", "1") != "1":
+        raise ConfigError(
+            f"run {run_id} is the run of a {source.data.params['n_seeds']}-seed job; reproduce one of its seeds' "
+            "runs (nested under it in the MLflow UI)"
+        )
     cfg = load_saved_config(download(client, run_id, "hydra/config.yaml", "saved config"), run_id)
     config_dir = Path(tempfile.mkdtemp(prefix="abe-reproduce-"))
     # abe's own (trusted) Hydra settings: console format, sweep callback.

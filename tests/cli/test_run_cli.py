@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, run_module
 
 RESULT_FIELDS = {"eval/return_mean", "eval/return_std", "env_steps", "wall_time_s", "fps", "mlflow_run_id"}
 
@@ -119,3 +119,8 @@ def test_n_seeds_trains_the_seeds_together_and_returns_their_statistic(tmp_path,
     assert sorted(seeds["params.seed"]) == ["5", "6"] and set(seeds["status"]) == {"FINISHED"}
     assert job["run_id"] == summary["mlflow_run_id"] and job["status"] == "FINISHED"
     assert job["metrics.objective"] == pytest.approx(summary["objective"])
+    proc = run_module("reproduce", job["run_id"], "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: run {job['run_id']} is the run of a 2-seed job; reproduce one of its seeds' runs "
+        "(nested under it in the MLflow UI)\n"
+    )
