@@ -94,6 +94,12 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
         return None
     config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
     config_name = args.config_name or "config"
+    search = [o for o in args.overrides if o.startswith("hparams_search=") and not o.endswith("=null")]
+    if search and not args.multirun:
+        fail(
+            f"{search[0]}: a search runs as a sweep: add -m (python run.py -m {search[0]} ...); without it "
+            "one run would train with the default lr and gamma"
+        )
     try:
         overrides = _plain_overrides(args.overrides, args.multirun)
         cfg = to_config(compose(overrides, config_dir, config_name))

@@ -25,6 +25,7 @@ CASES = [
     (["network.widht=64"], "unknown config key 'network.widht'; network has: width, depth, activation"),
     (["learning_rate=1e-3"], "unknown config key 'learning_rate'; the top level has: lr, gamma, seed, n_seeds, seed_"),
     (["-m", "lr=0", "gamma=0.9,0.99"], "lr: got 0"),  # a sweep's fixed values are checked up front
+    (["hparams_search=lr_gamma"], "hparams_search=lr_gamma: a search runs as a sweep: add -m (python run.py -m"),
     (["env.backend=ray"], "env.backend: got 'ray'; allowed: one of sync, async, envpool"),
     (["env.backend=envpool", "env.threads=-1"], "env.threads: got -1; allowed: an integer >= 0 (0: one per CPU core)"),
     (
