@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,25 +33,29 @@ PRESET = ["experiment=halfcheetah", "logger=none", "trainer.progress_bar=false"]
 NUM_ENVS = 32  # experiments/halfcheetah.yaml
 
 
-def run(args: list[str], out: Path) -> float:
+def run(args: list[str], out: Path) -> tuple[float, float]:
+    """Wall time of one `run.py` command, and the peak memory (MiB) of that process alone."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *PRESET, *args, f"hydra.run.dir={out}"],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    return time.perf_counter() - start
+    with open(out.with_suffix(".stderr"), "w") as errors:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), *PRESET, *args, f"hydra.run.dir={out}"],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            cwd=ROOT,
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not every child's so far
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"run.py {' '.join(args)} failed:\n{out.with_suffix('.stderr').read_text()[-3000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def together(seeds: int, steps: int, tmp: Path) -> dict:
     out = tmp / f"together-{seeds}"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    wall = run([f"n_seeds={seeds}", f"trainer.total_steps={steps}", f"trainer.eval_every={steps}"], out)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB; the largest child so far
+    wall, peak = run([f"n_seeds={seeds}", f"trainer.total_steps={steps}", f"trainer.eval_every={steps}"], out)
     results = [json.loads(p.read_text()) for p in sorted(out.rglob("result.json")) if "fps" in p.read_text()]
     loop_rate = sum(r["fps"] for r in results)
-    return {"rate": seeds * steps / wall, "loop_rate": loop_rate, "peak_mib": max(peak, before) / 1024}
+    return {"rate": seeds * steps / wall, "loop_rate": loop_rate, "peak_mib": peak}
 
 
 def apart(seeds: int, steps: int, tmp: Path) -> dict:

@@ -27,7 +27,7 @@ def save_checkpoint(agent: Agent, path: Path, cfg: Config, training: dict) -> No
     state = {
         **training,
         "format_version": FORMAT_VERSION,
-        "config": mask_secrets(yaml.safe_dump(cfg.to_dict(), sort_keys=False)),
+        "config": mask_secrets(cfg.to_yaml()),
         "env_id": cfg.env.id,
         "env_steps": training["progress"]["env_steps"],
         "algorithm": agent.algorithm.state_dict(),

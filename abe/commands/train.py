@@ -76,10 +76,8 @@ def run_job(raw: DictConfig) -> float:
 
 
 def _save_config(cfg: Config, run_dir: Path) -> None:
-    import yaml
-
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run_dir / ".hydra" / "config.yaml").write_text(cfg.to_yaml())
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

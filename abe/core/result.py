@@ -64,7 +64,6 @@ class JobResult:
     iqm: float
     ci95: tuple[float, float]  # bootstrap interval of the mean
     mlflow_run_id: str | None = None
-    stopped_early: str | None = None
 
     def to_dict(self) -> dict:
         return {

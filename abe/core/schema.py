@@ -281,5 +281,11 @@ class Config(Section):
             **{name: getattr(self, name).to_dict() for name in SECTIONS},
         }
 
+    def to_yaml(self) -> str:
+        """Plain YAML (no interpolation, nothing to resolve): what checkpoints and seed run dirs keep."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def with_seed(self, seed: int) -> Config:
         return dataclasses.replace(self, seed=seed, n_seeds=1)

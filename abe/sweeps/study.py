@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import optuna
+from omegaconf import DictConfig, OmegaConf
 
 from abe.core.errors import ConfigError, first_line
 from abe.core.secrets import mask_secrets
@@ -31,10 +32,8 @@ def searched_keys(task_overrides: list[str], params: Mapping | None) -> set[str]
     return {o.key_or_group for o in parsed if o.is_sweep_override()} | set(params or {})
 
 
-def study_settings(cfg, searched: set[str] = frozenset()) -> dict[str, str]:
+def study_settings(cfg: DictConfig, searched: set[str] = frozenset()) -> dict[str, str]:
     """The SETTINGS of a composed config (its `hydra` part aside), as strings; searched keys left out."""
-    from omegaconf import OmegaConf
-
     job = {
         k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
         for k in cfg
