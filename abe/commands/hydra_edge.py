@@ -60,14 +60,21 @@ def logger_config(overrides: list[str]) -> LoggerConfig:
 
 def check_runtime(cfg: Config) -> None:
     """What the schema cannot know: the env exists and is continuous, the backend can
-    build it, and a tracking URI the user named answers. Imports Gymnasium and MuJoCo."""
-    from abe.envs.checks import check_backend, check_env_id
+    build it with its kwargs, and a tracking URI the user named answers. Imports
+    Gymnasium and MuJoCo."""
     from abe.tracking.store import check_tracking_uri, user_tracking_uri
 
-    check_env_id(cfg.env.id)
-    check_backend(cfg.env.id, cfg.env.backend, cfg.env.kwargs)
+    check_env(cfg)
     if cfg.logger.tracking and user_tracking_uri(cfg.logger):
         check_tracking_uri(user_tracking_uri(cfg.logger))
+
+
+def check_env(cfg: Config) -> None:
+    from abe.envs.checks import check_backend, check_env_id, check_env_kwargs
+
+    check_env_id(cfg.env.id)
+    check_env_kwargs(cfg.env.id, cfg.env.kwargs)
+    check_backend(cfg.env.id, cfg.env.backend, cfg.env.kwargs)
 
 
 def _plain_overrides(overrides: list[str], multirun: bool) -> list[str]:
@@ -89,7 +96,7 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
     """
     from hydra._internal.utils import get_args_parser
 
-    args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, _ = get_args_parser().parse_known_args(hydra_args(sys.argv[1:] if argv is None else argv))
     if args.help or args.hydra_help or args.shell_completion or args.info:
         return None
     config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
@@ -105,12 +112,62 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
         cfg = to_config(compose(overrides, config_dir, config_name))
         check_runtime(cfg)
         if args.multirun:
+            _check_sweep_values(args.overrides, config_dir, config_name)
             _check_sweeper(args.overrides, config_dir, config_name)
     except ConfigError as ex:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
         fail(explain_hydra_error(ex, _config_without(unknown_key(ex), args, config_dir)))
     return None if args.multirun else cfg
+
+
+# A sweep's values are checked one at a time (each against the fixed overrides), not
+# as their product: a grid of 5 x 5 costs 10 compositions (~0.1 s each), not 25.
+MAX_CHECKED_SWEEP_VALUES = 200
+
+
+def _check_sweep_values(overrides: list[str], config_dir: Path, config_name: str) -> None:
+    """Every value of every grid, and both bounds of every search interval (command line
+    and `hydra.sweeper.params`), passes the checks of a single run before anything runs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
+    params = compose(fixed, config_dir, config_name, with_hydra=True).hydra.sweeper.get("params") or {}
+    on_command_line = {o.key_or_group for o in sweeps}
+    sweeps += [parser.parse_override(f"{key}={value}") for key, value in params.items() if key not in on_command_line]
+    candidates = [c for o in sweeps for c in sweep_candidates(o)][:MAX_CHECKED_SWEEP_VALUES]
+    for override, candidate in candidates:
+        try:
+            cfg = to_config(compose([*fixed, candidate], config_dir, config_name))
+            if override.key_or_group.startswith("env"):
+                check_env(cfg)
+        except ConfigError as ex:
+            fail(f"{ex} (a value of the sweep {override.input_line})")
+
+
+def sweep_candidates(override) -> list[tuple[object, str]]:
+    """The single-value overrides that stand for a sweep override: each value of a
+    choice or range, the two bounds of an interval (checked here: low < high, low > 0
+    on a log scale)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    key = override.get_key_element()
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        low, high = sweep.start, sweep.end
+        if not low < high:
+            fail(f"{override.key_or_group}: the search interval needs low < high; got {override.input_line}")
+        if "log" in sweep.tags and low <= 0:
+            fail(f"{override.key_or_group}: a log-scale interval needs low > 0; got {override.input_line}")
+        return [(override, f"{key}={low!r}"), (override, f"{key}={high!r}")]
+    try:
+        values = list(override.sweep_string_iterator())
+    except Exception:  # a glob over a group: Hydra expands and checks it
+        return []
+    return [(override, f"{key}={value}") for value in values]
 
 
 def _check_sweeper(overrides: list[str], config_dir: Path, config_name: str) -> None:
@@ -157,6 +214,24 @@ def trust_own_callback() -> None:
 
 
 _SEARCH_SPACE_ARG = re.compile(r"^hydra\.sweeper\.params\.(?P<key>[\w.]+)=(?P<quote>['\"]?)(?P<value>.*)(?P=quote)$")
+
+
+# Config keys whose value is an open mapping: Hydra's struct mode refuses a new key in
+# them (`env.kwargs.ctrl_cost_weight=0.05` or `env.kwargs={ctrl_cost_weight: 0.05}`)
+# unless the override says `++`; run.py adds it.
+OPEN_MAPPINGS = ("env.kwargs", "logger.tags")
+_OPEN_MAPPING_ARG = re.compile(r"^(?P<key>(?:" + "|".join(map(re.escape, OPEN_MAPPINGS)) + r")(?:\.[\w-]+)*)=")
+
+
+def open_mapping_args(argv: list[str]) -> list[str]:
+    """`env.kwargs.ctrl_cost_weight=0.05` -> `++env.kwargs.ctrl_cost_weight=0.05` (keys
+    that already carry a `+`, `++` or `~` are left as they are)."""
+    return [_OPEN_MAPPING_ARG.sub(r"++\g<key>=", arg) for arg in argv]
+
+
+def hydra_args(argv: list[str]) -> list[str]:
+    """run.py's command line as Hydra must read it (both rewrites below; idempotent)."""
+    return open_mapping_args(search_space_args(argv))
 
 
 def search_space_args(argv: list[str]) -> list[str]:

@@ -19,7 +19,7 @@ from abe.commands.hydra_edge import (
     check_command_line,
     check_runtime,
     fail,
-    search_space_args,
+    hydra_args,
     to_config,
     trust_own_callback,
 )
@@ -237,7 +237,7 @@ class JobMetrics(Callback):
 
 def launch(main) -> None:
     """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
-    sys.argv = [sys.argv[0], *search_space_args(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *hydra_args(sys.argv[1:])]
     cfg = check_command_line()
     if cfg is not None and cfg.logger.tracking:
         from abe.tracking.helper import prewarm

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
+import re
 
 import gymnasium as gym
 
@@ -37,6 +39,41 @@ def check_env_id(env_id: str) -> gym.spaces.Box:
         return space
     finally:
         env.close()
+
+
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']+)'")
+
+
+def check_env_kwargs(env_id: str, kwargs: dict) -> None:
+    """One clear line unless `gymnasium.make(env_id, **kwargs)` builds (it builds the env
+    once: ~10 ms for MuJoCo). Names the refused key and the keywords the env takes."""
+    if not kwargs:
+        return
+    quiet_mujoco()
+    try:
+        env = gym.make(env_id, **kwargs)
+        try:  # values of the wrong type often fail only here
+            env.reset(seed=0)
+            env.step(env.action_space.sample())
+        finally:
+            env.close()
+    except Exception as ex:
+        unexpected = _UNEXPECTED_KEYWORD.search(str(ex))
+        if unexpected:
+            key, taken = unexpected.group(1), ", ".join(env_keywords(env_id)) or "none"
+            raise ConfigError(f"env.kwargs.{key}: {env_id} takes no keyword '{key}'; it takes: {taken}") from None
+        raise ConfigError(f"env.kwargs: {env_id} cannot run with {kwargs}: {first_line(ex).rstrip(':')}") from None
+
+
+def env_keywords(env_id: str) -> list[str]:
+    """The keyword arguments the env's class takes (its entry point's signature)."""
+    entry = gym.spec(env_id).entry_point
+    try:
+        target = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+        parameters = inspect.signature(target).parameters.values()
+    except Exception:  # an entry point that cannot be inspected: say nothing rather than guess
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
 
 
 def check_backend(env_id: str, backend: str, kwargs: dict | None = None) -> None:

@@ -49,8 +49,43 @@ CASES = [
         "hydra.sweeper.prune_on: got 'loss'; allowed: train/episode_return, eval/return_mean",
     ),
     (
-        ["env.backend=envpool", "+env.kwargs.ctrl_cost=0.1"],
-        "env.kwargs: EnvPool cannot build 'HalfCheetah-v5' with {'ctrl_cost': 0.1}: Config.__new__() got an unexpected",
+        ["env.backend=envpool", "+env.kwargs.default_camera_config={distance: 4.0}"],
+        "env.kwargs: EnvPool cannot build 'HalfCheetah-v5' with {'default_camera_config': {'distance': 4.0}}: "
+        "Config.__new__() got an unexpected",
+    ),
+    (
+        ["env.kwargs.ctrl_cost=0.1"],
+        "env.kwargs.ctrl_cost: HalfCheetah-v5 takes no keyword 'ctrl_cost'; it takes: xml_file, frame_skip, ",
+    ),
+    (
+        ["+env.kwargs.foo=1", "env=pendulum"],
+        "env.kwargs.foo: Pendulum-v1 takes no keyword 'foo'; it takes: render_mode, g",
+    ),
+    (
+        ["env.kwargs.xml_file=/etc/passwd"],
+        "env.kwargs: HalfCheetah-v5 cannot run with {'xml_file': '/etc/passwd'}: XML parse error",
+    ),
+    # a sweep: every value of every grid and both bounds of every search interval, up front
+    (["-m", "env=pendulum", "gama=0.9,0.99"], "unknown config key 'gama'; the top level has: lr, gamma, seed"),
+    (["-m", "lr=1e-3,-1"], "lr: got -1; allowed: a number > 0, e.g. lr=3e-4 (a value of the sweep lr=1e-3,-1)"),
+    (["-m", "env=pendulum,foo"], "env: unknown option 'foo'; allowed: halfcheetah, hopper"),
+    (["-m", "network.width=range(0,3)"], "network.width: got 0; allowed: an integer >= 1"),
+    (
+        ["-m", "env.kwargs.ctrl_cost_weight=0.1,-x"],
+        "env.kwargs: HalfCheetah-v5 cannot run with {'ctrl_cost_weight': '-x'}: can't multiply sequence",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "lr=tag(log, interval(0, 1e-3))"],
+        "lr: a log-scale interval needs low > 0; got lr=tag(log, interval(0, 1e-3))",
+    ),
+    (["-m", "hparams_search=lr_gamma", "lr=interval(1e-2, 1e-3)"], "lr: the search interval needs low < high"),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.params.gamma=choice(0.9,1.5)"],
+        "gamma: got 1.5; allowed: a number in (0, 1], e.g. gamma=0.99 (a value of the sweep gamma=choice(0.9,1.5))",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.params.lr=interval(-1,1)"],
+        "lr: got -1.0; allowed: a number > 0",
     ),
 ]
 
@@ -81,11 +116,21 @@ def test_good_input_passes_the_check(capsys, tmp_path):
     assert capsys.readouterr().err == ""
 
 
-def test_a_bad_sweeper_option_leaves_no_sweep_behind(tmp_path):
+@pytest.mark.parametrize("form", ["env.kwargs={ctrl_cost_weight: 0.05}", "env.kwargs.ctrl_cost_weight=0.05"])
+def test_env_kwargs_in_the_documented_forms(form, capsys):
+    cfg = check_command_line([form, "trainer.total_steps=64"])
+    assert cfg.env.kwargs == {"ctrl_cost_weight": 0.05}
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["hparams_search=lr_gamma", "hydra.sweeper.pruner=bogus"], ["env=pendulum", "lr=1e-3,-1"], ["gama=0.9,0.99"]],
+)
+def test_a_bad_sweep_leaves_no_sweep_behind(args, tmp_path):
     proc = run_cli(
         "-m",
-        "hparams_search=lr_gamma",
-        "hydra.sweeper.pruner=bogus",
+        *args,
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"logger.store_dir={tmp_path / 'store'}",
     )
