@@ -39,4 +39,36 @@ def make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:
         os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     quiet_mujoco()
-    return gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+    env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+    return FollowAgent(env) if moves_around(env) else env
+
+
+# mjtJoint: a free joint (Ant) or a slide joint (HalfCheetah, Hopper, Walker2d,
+# Swimmer) at the root lets the agent leave any fixed view.
+_ROOT_JOINTS_THAT_TRAVEL = (0, 2)
+
+
+def moves_around(env: gym.Env) -> bool:
+    model = getattr(env.unwrapped, "model", None)
+    return (
+        hasattr(env.unwrapped, "mujoco_renderer")
+        and model is not None
+        and model.njnt > 0
+        and (int(model.jnt_type[0]) in _ROOT_JOINTS_THAT_TRAVEL)
+    )
+
+
+class FollowAgent(gym.Wrapper):
+    """Keep a MuJoCo agent in frame: before each frame the camera looks at its root body.
+
+    Gymnasium renders through its free camera and resets the camera type on every
+    frame, so the v5 envs' `trackbodyid` has no effect: moving the point the free
+    camera looks at is what follows the agent (height and angle stay as the env sets them).
+    """
+
+    def render(self):
+        renderer = self.env.unwrapped.mujoco_renderer
+        if renderer.viewer is None:
+            self.env.render()  # the first frame builds the viewer and its camera
+        renderer.viewer.cam.lookat[:2] = self.env.unwrapped.data.xpos[1][:2]
+        return self.env.render()

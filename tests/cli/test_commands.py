@@ -177,3 +177,38 @@ def test_mujoco_video_renders_headless(tmp_path):
     decoded = [frame for frame in imageio.get_reader(path)]  # len() of a reader is inf
     assert len(decoded) == frames > 1 and decoded[0].shape == (480, 480, 3)
     assert decoded[-1].std() > 5  # a rendered scene, not a flat colour
+
+
+def test_the_video_camera_follows_a_running_agent():
+    # HalfCheetah put 30 m ahead of its start: the env's own camera shows only the floor,
+    # abe's follows the torso. The cheetah's orange and pink bodies are the only pixels
+    # far redder than green (the floor is black and pale green). Own process: MUJOCO_GL.
+    script = (
+        "import gymnasium as gym\n"
+        "from abe.envs.mujoco import make_render_env\n"
+        "def agent_pixels(env):\n"
+        "    env.reset(seed=0)\n"
+        "    env.render()\n"  # as a video does: the first frame places the camera
+        "    u = env.unwrapped\n"
+        "    qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()\n"
+        "    qpos[0] += 30.0\n"
+        "    u.set_state(qpos, qvel)\n"
+        "    frame = env.render().astype(int)\n"
+        "    env.close()\n"
+        "    return ((frame[..., 0] - frame[..., 1]) > 40).mean()\n"
+        "print(agent_pixels(make_render_env('HalfCheetah-v5', {})), agent_pixels(make_render_env('Hopper-v5', {})))\n"
+        "print(agent_pixels(gym.make('HalfCheetah-v5', render_mode='rgb_array')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DISPLAY"} | {"MUJOCO_GL": "osmesa"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    followed, unfollowed = proc.stdout.splitlines()[-2:]
+    cheetah, hopper = map(float, followed.split())
+    assert cheetah > 0.003 and hopper > 0.003, followed  # the agent fills part of the frame
+    assert float(unfollowed) < 0.0003, unfollowed  # the env's own camera has lost it: what the test guards against
