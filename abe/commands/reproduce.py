@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from abe import CONFIG_DIR, PROJECT_ROOT
 from abe.commands.sources import open_default_store
 from abe.core.errors import ConfigError
+from abe.core.machine import differences
 from abe.core.result import OBJECTIVE
 from abe.core.schema import Config
 from abe.tracking.lookup import download, get_run
@@ -49,22 +50,14 @@ def load_saved_config(path: Path, run_id: str) -> DictConfig:
     return cfg
 
 
-def _versions(tags: dict) -> dict:
-    return {k.removeprefix("versions."): v for k, v in tags.items() if k.startswith("versions.")}
-
-
 def why_different(source_tags: dict, new_tags: dict) -> str:
-    before, after = _versions(source_tags), _versions(new_tags)
-    changed = [
-        f"{k} {before.get(k, '?')} -> {after.get(k, '?')}"
-        for k in sorted(set(before) | set(after))
-        if before.get(k) != after.get(k)
-    ]
+    changed = differences(source_tags, new_tags)
     if changed:
-        return "package versions differ: " + ", ".join(changed)
-    if source_tags.get("device") != new_tags.get("device"):
-        return f"device differs: {source_tags.get('device')} -> {new_tags.get('device')}"
-    return "same versions and device: this should not happen on CPU; please report it"
+        return (
+            "the machine or versions differ: " + ", ".join(changed) + " (float rounding differs between CPU types "
+            "and versions; abe reproduces bit for bit on the same machine type with the same versions)"
+        )
+    return "same machine type, versions and device: this should not happen; please report it"
 
 
 def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> int:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from abe import PROJECT_ROOT
 from abe.core.errors import ConfigError, first_line
+from abe.core.machine import float_fingerprint
 from abe.core.result import JobResult, TrainResult
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
@@ -90,14 +91,6 @@ def masked_copy(folder: Path, target: Path) -> Path:
     return target
 
 
-def package_versions() -> dict[str, str]:
-    """Tags that explain why a reproduction on another machine may differ."""
-    from importlib.metadata import version
-
-    packages = ("torch", "numpy", "gymnasium", "mujoco", "tianshou")
-    return {"versions.python": sys.version.split()[0], **{f"versions.{p}": version(p) for p in packages}}
-
-
 class MlflowTracker:
     """One MLflow run: params and tags at the start, metrics as training goes, then
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
@@ -144,7 +137,7 @@ class MlflowTracker:
         dirty = _git("status", "--porcelain")
         return {
             **{str(k): mask_secrets(str(v)) for k, v in cfg.logger.tags.items()},
-            **package_versions(),
+            **float_fingerprint(),
             "device": device,
             "git_commit": _git("rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(dirty)).lower(),

@@ -131,13 +131,22 @@ def test_saved_config_that_could_run_code_is_refused(tmp_path):
         load_saved_config(path, "abc")
 
 
-def test_a_mismatch_says_why():
-    before = {"versions.torch": "2.13.0", "versions.mujoco": "4.0.0", "device": "cpu"}
-    assert (
-        why_different(before, {**before, "versions.torch": "2.14.1"})
-        == "package versions differ: torch 2.13.0 -> 2.14.1"
+def test_a_mismatch_names_what_decides_float_rounding(tracked_run):
+    _, run_dir, store = tracked_run
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    here = client.get_run(result_of(run_dir)["mlflow_run_id"]).data.tags  # what a real run recorded
+    assert here["machine.simd"] in ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon")
+    assert here["machine.cpu"] and here["machine.torch_cpu_capability"] and here["versions.torch"]
+    assert here["machine.cpu_count"] == str(os.cpu_count())
+    other = {**here, "machine.simd": "avx2", "versions.torch": "0.0"}
+    assert why_different(here, other) == (
+        f"the machine or versions differ: machine.simd {here['machine.simd']} -> avx2, versions.torch "
+        f"{here['versions.torch']} -> 0.0 (float rounding differs between CPU types and versions; abe reproduces "
+        "bit for bit on the same machine type with the same versions)"
     )
-    assert why_different(before, {**before, "device": "cuda"}) == "device differs: cpu -> cuda"
+    assert why_different(here, dict(here)) == (
+        "same machine type, versions and device: this should not happen; please report it"
+    )
 
 
 def test_checkpoint_of_another_shape_names_both_shapes(tracked_run, make_cfg):
