@@ -97,15 +97,15 @@ def tracked_run(tmp_path_factory):
     return proc, run_dir, store
 
 
-def run_module(*args: str, timeout: int = 300):
-    """Run `python -m abe ARGS` from the project root."""
+def run_module(*args: str, timeout: int = 300, env: dict | None = None):
+    """Run `python -m abe ARGS` from the project root (`env`: extra variables)."""
     return subprocess.run(
         [sys.executable, "-m", "abe", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", **(env or {})},
     )
 
 

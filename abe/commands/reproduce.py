@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from abe import CONFIG_DIR, PROJECT_ROOT
 from abe.commands.sources import open_default_store
-from abe.core.errors import ConfigError
+from abe.core.errors import ConfigError, first_line
 from abe.core.machine import differences
 from abe.core.result import OBJECTIVE
 from abe.core.schema import Config
@@ -33,19 +33,76 @@ def _targets(node, path: str = "") -> list[str]:
     return []
 
 
-def load_saved_config(path: Path, run_id: str) -> DictConfig:
-    """A saved config is input from someone else's store: accept abe's keys only.
+def _interpolations(node, path: str = "") -> list[str]:
+    """Dotted keys whose value is an interpolation (`${oc.env:HOME}`, `${lr}`), unresolved."""
+    if isinstance(node, DictConfig):
+        return [
+            found
+            for k in node
+            for found in (
+                [f"{path}{k}"]
+                if OmegaConf.is_interpolation(node, str(k))
+                else _interpolations(node._get_node(k), f"{path}{k}.")
+            )
+        ]
+    if isinstance(node, ListConfig):
+        return [
+            found
+            for i in range(len(node))
+            for found in (
+                [f"{path}{i}"]
+                if OmegaConf.is_interpolation(node, i)
+                else _interpolations(node._get_node(i), f"{path}{i}.")
+            )
+        ]
+    return []
 
-    abe builds every object from plain values, so a `_target_` (or any `_key_` Hydra
-    would act on) or a `hydra:` section can only be an attempt to run code.
+
+# Keyword arguments of an env that name files: a fetched config must not make abe read them.
+_FILE_KWARG_SUFFIXES = ("_file", "_path", "_dir", "_filename")
+
+
+def _file_kwargs(cfg: DictConfig) -> list[str]:
+    kwargs = OmegaConf.to_container(cfg.env.kwargs) if "env" in cfg and "kwargs" in cfg.env else {}
+    return [
+        f"env.kwargs.{k}"
+        for k, v in (kwargs or {}).items()
+        if str(k).endswith(_FILE_KWARG_SUFFIXES) or (isinstance(v, str) and ("/" in v or "\\" in v))
+    ]
+
+
+def load_saved_config(path: Path, run_id: str) -> DictConfig:
+    """A saved config is input from someone else's store: plain values of abe's keys only.
+
+    abe builds every object from plain values and saves configs resolved, so a
+    `_target_` (or any `_key_` Hydra would act on) or a `hydra:` section can only be an
+    attempt to run code, an interpolation (`${oc.env:TOKEN}`) one to read this machine
+    into the new run's params, and an env keyword naming a file one to read its files.
     """
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as ex:  # YAML syntax, duplicate keys, ...
+        raise ConfigError(f"run {run_id}: its saved config cannot be read: {first_line(ex)}") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"run {run_id}: its saved config is not a mapping of keys")
     extra = sorted(set(map(str, cfg.keys())) - CONFIG_KEYS)
     special = _targets(cfg)
     if extra or special:
         raise ConfigError(
             f"run {run_id}: its saved config has keys abe does not use ({', '.join(extra + special)}); "
             "refusing to run it"
+        )
+    interpolated = _interpolations(cfg)
+    if interpolated:
+        raise ConfigError(
+            f"run {run_id}: its saved config has interpolations ({', '.join(interpolated)}), which could read this "
+            "machine; abe saves plain values: refusing to run it"
+        )
+    files = _file_kwargs(cfg)
+    if files:
+        raise ConfigError(
+            f"run {run_id}: its saved config names files of this machine ({', '.join(files)}); "
+            "refusing to run it (run it with `python run.py` and a file you chose)"
         )
     return cfg
 

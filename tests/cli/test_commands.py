@@ -121,6 +121,32 @@ def test_reproduce_matches_exactly_and_tags_the_new_run(tracked_run):
     assert new_run.data.tags["reproduction"].startswith("reproduced exactly")
 
 
+HOSTILE_CONFIGS = [
+    ("logger:\n  tags:\n    x: ${oc.env:ABE_TEST_SECRET}\n", "has interpolations (logger.tags.x), which could read"),
+    ("lr: 0.1\nnetwork:\n  width: ${oc.decode:'64'}\n", "has interpolations (network.width), which could read"),
+    ("env:\n  kwargs:\n    xml_file: /etc/passwd\n", "names files of this machine (env.kwargs.xml_file)"),
+    ("lr: [1\n", "its saved config cannot be read: while parsing"),
+]
+
+
+@pytest.mark.parametrize("text,message", HOSTILE_CONFIGS, ids=[m.split("(")[0] for _, m in HOSTILE_CONFIGS])
+def test_reproduce_refuses_a_planted_config_before_anything_runs(text, message, tracked_run, tmp_path):
+    _, _, store = tracked_run
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment_id = client.get_experiment_by_name("Pendulum-v1").experiment_id
+    planted = client.create_run(experiment_id)
+    (tmp_path / "config.yaml").write_text(text)
+    client.log_artifact(planted.info.run_id, str(tmp_path / "config.yaml"), "hydra")
+    client.set_terminated(planted.info.run_id)
+    runs_before = len(client.search_runs([experiment_id]))
+    proc = run_module("reproduce", planted.info.run_id, "--tracking-uri", uri, env={"ABE_TEST_SECRET": "s3cret"})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: run {planted.info.run_id}: its saved config ") and message in proc.stderr
+    assert len(client.search_runs([experiment_id])) == runs_before  # nothing ran, nothing was logged
+    assert "s3cret" not in proc.stdout + proc.stderr
+
+
 def test_saved_config_that_could_run_code_is_refused(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("lr: 0.1\nnetwork:\n  _target_: os.system\n  _args_: ['echo pwned']\n")
