@@ -244,14 +244,21 @@ def launch(main) -> None:
 
         prewarm()  # MLflow imports in a helper process while this one starts training
     trust_own_callback()
+    from abe.tracking.sweep_parent import end_unfinished_parents
+
     try:
         main()
     except KeyboardInterrupt:
-        from abe.tracking.sweep_parent import kill_unfinished_parents
-
-        kill_unfinished_parents()
+        end_unfinished_parents("KILLED")
         print("interrupted: MLflow runs marked KILLED; the last checkpoint is kept", file=sys.stderr)
         raise SystemExit(130) from None
+    except SystemExit as ex:  # Hydra reports an error in a sweep and exits 1
+        if ex.code not in (0, None):
+            end_unfinished_parents("FAILED", f"the sweep exited with code {ex.code}; see its output")
+        raise
+    except BaseException as ex:
+        end_unfinished_parents("FAILED", f"{type(ex).__name__}: {ex}")
+        raise
 
 
 def _shown(path: Path) -> str:

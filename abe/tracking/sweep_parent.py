@@ -67,8 +67,10 @@ class MlflowSweepCallback(Callback):
 
         client, _, uri = connect(_logger_config(config))
         try:
-            summarise_sweep(client, parent, Path(config.hydra.sweep.dir))
-            client.set_terminated(parent, "FINISHED")
+            best = summarise_sweep(client, parent, Path(config.hydra.sweep.dir))
+            if best is None:  # every trial failed (or was pruned): the sweep found nothing
+                client.set_tag(parent, "error", "no trial finished; see the trials' runs for why")
+            client.set_terminated(parent, "FINISHED" if best is not None else "FAILED")
         except Exception as ex:
             client.set_tag(parent, "error", f"{type(ex).__name__}: {ex}"[:5000])
             client.set_terminated(parent, "FAILED")
@@ -121,12 +123,16 @@ def _value(run) -> float | None:
     return metrics.get(JOB_OBJECTIVE, metrics.get(OBJECTIVE))
 
 
-def kill_unfinished_parents() -> None:
-    """Ctrl-C or SIGTERM during a sweep: mark this process's parent runs KILLED."""
+def end_unfinished_parents(status: str = "KILLED", reason: str | None = None) -> None:
+    """A sweep that stops before `on_multirun_end` (Ctrl-C, SIGTERM: KILLED; an error:
+    FAILED with the reason) ends this process's parent runs with that status."""
     if not _launched_parents:
         return
     import mlflow
 
     for uri, run_id in _launched_parents:
-        mlflow.MlflowClient(tracking_uri=uri).set_terminated(run_id, "KILLED")
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        if reason:
+            client.set_tag(run_id, "error", reason[:5000])
+        client.set_terminated(run_id, status)
     _launched_parents.clear()

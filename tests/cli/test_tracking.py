@@ -46,6 +46,29 @@ def test_diverged_run_is_failed_with_the_reason(tmp_path):
     assert run.data.tags["error"].startswith("training diverged at ")
 
 
+def test_a_sweep_whose_trials_all_fail_ends_its_parent_failed(tmp_path):
+    store = tmp_path / "store"
+    proc = run_cli(
+        "-m",
+        *PENDULUM,
+        "optimizer=sgd",
+        "lr=1e6",
+        "seed=0,1",
+        "trainer.total_steps=4096",
+        "trainer.eval_every=2048",
+        f"logger.store_dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("error: training diverged at ") == 2  # each trial says why, then Hydra's report
+    runs = runs_in(store)
+    [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert parent.info.status == "FAILED"  # FINISHED before: a sweep that found nothing
+    assert parent.data.tags["error"] == "no trial finished; see the trials' runs for why"
+    assert sorted(r.info.status for r in runs if r is not parent) == ["FAILED", "FAILED"]
+
+
 def test_sigterm_marks_the_run_killed(tmp_path):
     store = tmp_path / "store"
     proc = subprocess.Popen(
