@@ -230,8 +230,37 @@ def open_mapping_args(argv: list[str]) -> list[str]:
 
 
 def hydra_args(argv: list[str]) -> list[str]:
-    """run.py's command line as Hydra must read it (both rewrites below; idempotent)."""
-    return open_mapping_args(search_space_args(argv))
+    """run.py's command line as Hydra must read it (the rewrites below; idempotent)."""
+    return saved_config_args(open_mapping_args(search_space_args(argv)))
+
+
+def with_abe_hydra_settings(saved: DictConfig, folder: Path) -> Path:
+    """`folder`/config.yaml: a saved job config plus abe's own Hydra settings (run dirs
+    under outputs/runs, console format, the sweep callback): a saved config has none."""
+    ours = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.merge({"hydra": ours.hydra}, saved), folder / "config.yaml")
+    return folder
+
+
+def saved_config_args(argv: list[str]) -> list[str]:
+    """`--config-path RUN_DIR/.hydra --config-name config` re-runs a saved config; without
+    abe's Hydra settings the run would land in Hydra's `outputs/<date>/<time>/` and log in
+    Hydra's format. The path then names a temporary copy with them."""
+    for flag in ("--config-path", "-cp"):
+        if flag in argv[:-1]:
+            where = argv.index(flag) + 1
+            saved = Path(argv[where]) / "config.yaml"
+            if not saved.is_file() or Path(argv[where]).resolve() == CONFIG_DIR.resolve():
+                return argv
+            cfg = OmegaConf.load(saved)
+            if not isinstance(cfg, DictConfig) or "hydra" in cfg or "defaults" in cfg:
+                return argv
+            import tempfile
+
+            folder = with_abe_hydra_settings(cfg, Path(tempfile.mkdtemp(prefix="abe-rerun-")))
+            return [*argv[:where], str(folder), *argv[where + 1 :]]
+    return argv
 
 
 def search_space_args(argv: list[str]) -> list[str]:

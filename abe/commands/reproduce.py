@@ -13,7 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from abe import CONFIG_DIR, PROJECT_ROOT
+from abe import PROJECT_ROOT
+from abe.commands.hydra_edge import with_abe_hydra_settings
 from abe.commands.sources import open_default_store
 from abe.core.errors import ConfigError, first_line
 from abe.core.machine import differences
@@ -126,10 +127,7 @@ def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> in
             "runs (nested under it in the MLflow UI)"
         )
     cfg = load_saved_config(download(client, run_id, "hydra/config.yaml", "saved config"), run_id)
-    config_dir = Path(tempfile.mkdtemp(prefix="abe-reproduce-"))
-    # abe's own (trusted) Hydra settings: console format, sweep callback.
-    ours = OmegaConf.load(CONFIG_DIR / "config.yaml")
-    OmegaConf.save(OmegaConf.merge({"hydra": ours.hydra}, cfg), config_dir / "config.yaml")
+    config_dir = with_abe_hydra_settings(cfg, Path(tempfile.mkdtemp(prefix="abe-reproduce-")))
     run_dir = Path("outputs") / "reproduce" / run_id / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"reproducing run {run_id} ({source.info.run_name}) from its saved config")
     proc = subprocess.run(

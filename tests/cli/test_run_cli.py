@@ -82,6 +82,17 @@ def test_rerun_from_the_saved_config_reproduces_the_returns(tracked_run, tmp_pat
     assert [e["eval/return_mean"] for e in again] == [e["eval/return_mean"] for e in original]
 
 
+def test_a_rerun_from_a_saved_config_keeps_abes_run_dirs_and_log_format(tracked_run):
+    # Before: Hydra's own defaults, `outputs/<date>/<time>/` and its [time][module] log lines.
+    _, run_dir, _ = tracked_run
+    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hydra = OmegaConf.create(proc.stdout).hydra
+    assert OmegaConf.to_container(hydra.run)["dir"] == "outputs/runs/${now:%Y-%m-%d}/${now:%H-%M-%S}_${env.id}"
+    assert hydra.job_logging.formatters.console.format == "%(message)s"
+    assert "mlflow_sweep" in hydra.callbacks
+
+
 def test_group_override_on_a_saved_config_is_explained(tracked_run):
     _, run_dir, _ = tracked_run
     proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "logger=none")
