@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,13 @@ def environment_unchanged():
     assert not changed, f"the test changed environment variables {changed}; use monkeypatch or a subprocess"
 
 
-def run_cli(*args: str, cwd: Path = PROJECT_ROOT, env: dict | None = None, timeout: int = 300):
+# The working directory of the commands the tests run, as a user's would be: anything a
+# command writes to a default relative path (outputs/...) lands here, never in the
+# outputs/ of the checkout the tests run from.
+USER_DIR = Path(tempfile.mkdtemp(prefix="abe-tests-cwd-"))
+
+
+def run_cli(*args: str, cwd: Path = USER_DIR, env: dict | None = None, timeout: int = 300):
     """Run `python run.py ARGS` as a user would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "run.py"), *args],
@@ -101,7 +108,7 @@ def run_module(*args: str, timeout: int = 300, env: dict | None = None):
     """Run `python -m abe ARGS` from the project root (`env`: extra variables)."""
     return subprocess.run(
         [sys.executable, "-m", "abe", *args],
-        cwd=PROJECT_ROOT,
+        cwd=USER_DIR,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,29 +35,33 @@ def _targets(node, path: str = "") -> list[str]:
     return []
 
 
-def _interpolations(node, path: str = "") -> list[str]:
-    """Dotted keys whose value is an interpolation (`${oc.env:HOME}`, `${lr}`), unresolved."""
+_INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
+
+
+def _calls_a_resolver(raw: object) -> bool:
+    """`${oc.env:HOME}`, `${now:...}`, nested `${${..}}`: anything but a reference to a
+    key of the config itself (`${env.id}`, which Hydra's saved configs keep)."""
+    if not isinstance(raw, str) or "${" not in raw:
+        return False
+    references = _INTERPOLATION.findall(raw)
+    return any(":" in r or "$" in r for r in references) or _INTERPOLATION.sub("", raw).count("${") > 0
+
+
+def _resolvers(node, path: str = "") -> list[str]:
+    """Dotted keys whose unresolved value calls a resolver."""
     if isinstance(node, DictConfig):
-        return [
-            found
-            for k in node
-            for found in (
-                [f"{path}{k}"]
-                if OmegaConf.is_interpolation(node, str(k))
-                else _interpolations(node._get_node(k), f"{path}{k}.")
-            )
-        ]
-    if isinstance(node, ListConfig):
-        return [
-            found
-            for i in range(len(node))
-            for found in (
-                [f"{path}{i}"]
-                if OmegaConf.is_interpolation(node, i)
-                else _interpolations(node._get_node(i), f"{path}{i}.")
-            )
-        ]
-    return []
+        items = [(str(k), node._get_node(k)) for k in node]
+    elif isinstance(node, ListConfig):
+        items = [(str(i), node._get_node(i)) for i in range(len(node))]
+    else:
+        return []
+    found = []
+    for key, child in items:
+        if isinstance(child, DictConfig | ListConfig):
+            found += _resolvers(child, f"{path}{key}.")
+        elif _calls_a_resolver(child._value()):
+            found.append(f"{path}{key}")
+    return found
 
 
 # Keyword arguments of an env that name files: a fetched config must not make abe read them.
@@ -75,9 +80,9 @@ def _file_kwargs(cfg: DictConfig) -> list[str]:
 def load_saved_config(path: Path, run_id: str) -> DictConfig:
     """A saved config is input from someone else's store: plain values of abe's keys only.
 
-    abe builds every object from plain values and saves configs resolved, so a
+    abe builds every object from plain values (references between its keys aside), so a
     `_target_` (or any `_key_` Hydra would act on) or a `hydra:` section can only be an
-    attempt to run code, an interpolation (`${oc.env:TOKEN}`) one to read this machine
+    attempt to run code, a resolver (`${oc.env:TOKEN}`) one to read this machine
     into the new run's params, and an env keyword naming a file one to read its files.
     """
     try:
@@ -93,11 +98,11 @@ def load_saved_config(path: Path, run_id: str) -> DictConfig:
             f"run {run_id}: its saved config has keys abe does not use ({', '.join(extra + special)}); "
             "refusing to run it"
         )
-    interpolated = _interpolations(cfg)
-    if interpolated:
+    calls = _resolvers(cfg)
+    if calls:
         raise ConfigError(
-            f"run {run_id}: its saved config has interpolations ({', '.join(interpolated)}), which could read this "
-            "machine; abe saves plain values: refusing to run it"
+            f"run {run_id}: its saved config calls resolvers ({', '.join(calls)}), which could read this machine; "
+            "a saved config may only refer to its own keys: refusing to run it"
         )
     files = _file_kwargs(cfg)
     if files:

@@ -78,7 +78,7 @@ def test_evaluate_mlflow_model_uri(tracked_run):
             ["evaluate", "no/such/checkpoint.pt"],
             "source: 'no/such/checkpoint.pt' is not a checkpoint file, an MLflow run id",
         ),
-        (["evaluate", "README.md"], "checkpoint: 'README.md' is not an abe checkpoint"),
+        (["evaluate", str(PROJECT_ROOT / "README.md")], f"checkpoint: '{PROJECT_ROOT / 'README.md'}' is not an abe"),
         (
             ["evaluate", "0123456789abcdef0123456789abcdef"],
             "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///",
@@ -122,8 +122,9 @@ def test_reproduce_matches_exactly_and_tags_the_new_run(tracked_run):
 
 
 HOSTILE_CONFIGS = [
-    ("logger:\n  tags:\n    x: ${oc.env:ABE_TEST_SECRET}\n", "has interpolations (logger.tags.x), which could read"),
-    ("lr: 0.1\nnetwork:\n  width: ${oc.decode:'64'}\n", "has interpolations (network.width), which could read"),
+    ("logger:\n  tags:\n    x: ${oc.env:ABE_TEST_SECRET}\n", "calls resolvers (logger.tags.x), which could read"),
+    ("lr: 0.1\nnetwork:\n  width: ${oc.decode:'64'}\n", "calls resolvers (network.width), which could read"),
+    ("logger:\n  run_name: a-${oc.env:ABE_TEST_SECRET}-b\n", "calls resolvers (logger.run_name), which could read"),
     ("env:\n  kwargs:\n    xml_file: /etc/passwd\n", "names files of this machine (env.kwargs.xml_file)"),
     ("lr: [1\n", "its saved config cannot be read: while parsing"),
 ]

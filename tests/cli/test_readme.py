@@ -1,0 +1,60 @@
+"""The README's examples are true: its bad-input block prints what it shows, and its
+snippet for loading a trained policy works from the repo root."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from abe import PROJECT_ROOT
+from abe.commands.hydra_edge import check_command_line
+from tests.cli.test_commands import result_of
+
+README = (PROJECT_ROOT / "README.md").read_text()
+
+
+def _block_after(heading: str, language: str) -> str:
+    start = README.index(heading)
+    return re.search(rf"```{language}\n(.*?)```", README[start:], re.S).group(1)
+
+
+def _bad_input_examples() -> list[tuple[list[str], str]]:
+    lines = _block_after("### Bad input", "text").splitlines()
+    return [
+        (shlex.split(command.removeprefix("$ python run.py ")), shown)
+        for command, shown in zip(lines[::2], lines[1::2], strict=True)
+    ]
+
+
+@pytest.mark.parametrize("argv,shown", _bad_input_examples(), ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_each_bad_input_example_prints_what_the_readme_shows(argv, shown, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_command_line(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == shown + "\n"
+
+
+def test_the_load_a_policy_snippet_works_from_the_repo_root(tracked_run, tmp_path):
+    # The snippet names the default store relative to the repo root: here a repo root
+    # whose outputs/mlflow is the tracked run's store, the run's id and its env filled in.
+    _, run_dir, store = tracked_run
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "mlflow").symlink_to(store)
+    snippet = _block_after("### Where things go", "python")
+    snippet = snippet.replace('run_id = "..."', f'run_id = "{result_of(run_dir)["mlflow_run_id"]}"')
+    snippet = snippet.replace("HalfCheetah-v5", "Pendulum-v1") + "print(action.shape, float(abs(action).max()))\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shape, largest = proc.stdout.split(")")[-2] + ")", float(proc.stdout.split()[-1])
+    assert shape.endswith("(1,)") and largest <= 2.0  # Pendulum's one torque, within its bounds
+    assert not (tmp_path / "mlflow.db").exists()  # no stray store next to the snippet
