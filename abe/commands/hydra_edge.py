@@ -253,7 +253,10 @@ def saved_config_args(argv: list[str]) -> list[str]:
             saved = Path(argv[where]) / "config.yaml"
             if not saved.is_file() or Path(argv[where]).resolve() == CONFIG_DIR.resolve():
                 return argv
-            cfg = OmegaConf.load(saved)
+            try:
+                cfg = OmegaConf.load(saved)
+            except Exception:  # Hydra reports what is wrong with it
+                return argv
             if not isinstance(cfg, DictConfig) or "hydra" in cfg or "defaults" in cfg:
                 return argv
             import tempfile

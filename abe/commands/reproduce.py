@@ -69,7 +69,9 @@ _FILE_KWARG_SUFFIXES = ("_file", "_path", "_dir", "_filename")
 
 
 def _file_kwargs(cfg: DictConfig) -> list[str]:
-    kwargs = OmegaConf.to_container(cfg.env.kwargs) if "env" in cfg and "kwargs" in cfg.env else {}
+    env = cfg.get("env")
+    kwargs = env.get("kwargs") if isinstance(env, DictConfig) else None
+    kwargs = OmegaConf.to_container(kwargs) if isinstance(kwargs, DictConfig) else {}
     return [
         f"env.kwargs.{k}"
         for k, v in (kwargs or {}).items()
