@@ -1,7 +1,10 @@
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,46 @@ def postgres(tmp_path_factory):
     finally:
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "fast", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 over a sqlite store in `folder`, in a process
+    group of its own: started, killed (SIGKILL, as a crash) and started again on the
+    same store and port."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = Path(folder), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        import requests
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port"]
+        command += [str(self.port), "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}"]
+        command += ["--artifacts-destination", str(self.folder / "artifacts")]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            assert self.process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.3)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+        self.process = None

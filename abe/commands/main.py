@@ -3,6 +3,7 @@
 python -m abe evaluate SOURCE [--episodes N] [--video] [--stochastic]
 python -m abe reproduce RUN_ID [overrides ...]
 python -m abe resume RUN_DIR_OR_ID
+python -m abe sync RUN_DIR ... | --all
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ def resume_command(args: argparse.Namespace) -> int:
     return resume(args.target, args.tracking_uri)
 
 
+def sync_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from abe.commands.sync import sync
+
+    if bool(args.run_dirs) == args.all:
+        raise ConfigError("sync: name run dirs, or --all for every kept run under outputs/")
+    return sync([Path("outputs")] if args.all else [Path(d) for d in args.run_dirs])
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m abe", description=__doc__.splitlines()[0])
     commands = main.add_subparsers(dest="command", required=True)
@@ -81,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
         "--tracking-uri", default=None, help="default: the run's own, $MLFLOW_TRACKING_URI or outputs/mlflow"
     )
     resume.set_defaults(run=resume_command)
+
+    sync = commands.add_parser("sync", help="complete in its store a run whose tracking server was lost")
+    sync.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs (or folders of them) with kept runs")
+    sync.add_argument("--all", action="store_true", help="every kept run under outputs/")
+    sync.set_defaults(run=sync_command)
     return main
 
 

@@ -246,6 +246,9 @@ def launch(main) -> None:
     trust_own_callback()
     from abe.tracking.sweep_parent import end_unfinished_parents
 
+    # SIGTERM ends a run or a sweep as Ctrl-C does (the default would kill this process
+    # alone, leaving joblib's workers, RUNNING trials and RUNNING MLflow runs behind).
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         main()
     except KeyboardInterrupt:

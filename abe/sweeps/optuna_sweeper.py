@@ -15,7 +15,9 @@ takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`,
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,7 @@ from abe.sweeps.pruning import (
     PRUNERS,
     make_pruner,
 )
-from abe.sweeps.study import SETTINGS_ATTR, searched_keys, study_settings
+from abe.sweeps.study import SETTINGS_ATTR, open_storage, searched_keys, study_settings
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,8 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     # What trials are compared on while they run. The final objective stays the eval
     # return; the stochastic training return tracks learning more steadily (bench/).
     prune_on: str = "train/episode_return"
-    # RUNNING trials found at the start were left by an interrupted sweep: mark them FAIL.
-    # Set false for the 2nd and later sweepers that share one study at the same time.
+    # RUNNING trials whose sweeper died (on this machine) are marked FAIL at the start;
+    # trials of live sweepers, or of sweepers on other machines, are left alone.
     fail_running_trials: bool = True
     # After the search: re-train the best `confirm_top` configurations (0: none) on
     # `confirm_seeds` held-out seeds each (abe.sweeps.confirmation).
@@ -96,6 +98,28 @@ class AbeOptunaSweeper(OptunaSweeper):
         self.sweeper.confirm_top, self.sweeper.confirm_seeds = confirm_top, confirm_seeds
 
 
+# The sweeper process that asked a trial, as host:pid.
+OWNER_ATTR = "abe_sweeper"
+
+
+def sweeper_is_gone(owner: str | None) -> bool:
+    """A RUNNING trial is abandoned when the sweeper that asked it has died: known only
+    on its own machine (a trial of a sweeper elsewhere is left alone); a trial from
+    before abe recorded owners counts as abandoned."""
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
 def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str) -> None:
     """abe's own sweeper options; run.py checks them before a sweep starts (abe.commands.hydra_edge)."""
     if pruner not in PRUNERS:
@@ -124,18 +148,36 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             log.warning("hydra.sweeper.storage is not set: trials cannot report to the study, so no pruning")
         # The stock sweep() builds its study with optuna.create_study; abe's adds the
         # pruner and the tell that leaves finished (pruned) trials alone.
-        with mock.patch.object(_impl.optuna, "create_study", self._create_study):
-            super().sweep(arguments)
+        self._asked: list[int] = []  # this sweeper's trials (other sweepers may share the study)
+        try:
+            with mock.patch.object(_impl.optuna, "create_study", self._create_study):
+                super().sweep(arguments)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run.py turns it into this)
+            self._fail_unfinished("interrupted")
+            raise
         self._after_sweep(self._confirm())
 
+    def _fail_unfinished(self, why: str) -> None:
+        """An interrupted sweep leaves none of its trials RUNNING: they become FAIL."""
+        study = getattr(self, "study", None)
+        if study is None:
+            return
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+        for number in sorted(running & set(self._asked)):
+            study.tell(number, state=optuna.trial.TrialState.FAIL)
+        if running & set(self._asked):
+            log.warning("%s: marked trial(s) %s FAIL", why, sorted(running & set(self._asked)))
+
     def _create_study(self, **kwargs) -> optuna.Study:
+        if isinstance(kwargs.get("storage"), str):
+            kwargs["storage"] = open_storage(kwargs["storage"])
         study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
         if SETTINGS_ATTR not in study.user_attrs:  # what its values mean (checked by run.py: abe.sweeps.study)
             searched = searched_keys(list(self.config.hydra.overrides.task), self.params)
             study.set_user_attr(SETTINGS_ATTR, study_settings(self.config, searched))
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        abandoned = running if self.fail_running_trials else []
-        for trial in abandoned:  # left RUNNING by an interrupted sweep of this study
+        abandoned = [t for t in running if sweeper_is_gone(t.user_attrs.get(OWNER_ATTR))]
+        for trial in abandoned if self.fail_running_trials else []:  # left RUNNING by a killed sweep
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         if abandoned:
             log.warning("marked %d trial(s) of an interrupted sweep as FAIL", len(abandoned))
@@ -151,6 +193,9 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         return study
 
     def _configure_trials(self, trials, *args, **kwargs):
+        self._asked += [t.number for t in trials]
+        for trial in trials:  # whose they are: another sweeper on this study leaves them alone
+            trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         overrides = super()._configure_trials(trials, *args, **kwargs)
         if self.storage is None:
             return overrides

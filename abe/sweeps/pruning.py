@@ -9,6 +9,7 @@ import optuna
 
 from abe.core.result import OBJECTIVE
 from abe.core.stats import summarise
+from abe.sweeps.study import open_storage
 from abe.training.callbacks import Callback
 
 PRUNERS = ("median", "percentile", "hyperband", "none")
@@ -52,7 +53,7 @@ class TrialReporter(Callback):
     def __init__(self, total_steps: int, statistic: str = "mean") -> None:
         self.study = optuna.load_study(
             study_name=os.environ[ENV_STUDY],
-            storage=os.environ[ENV_STORAGE],
+            storage=open_storage(os.environ[ENV_STORAGE]),
             pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))

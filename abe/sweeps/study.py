@@ -15,12 +15,16 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from abe.core.errors import ConfigError, first_line
+from abe.core.locks import opening
 from abe.core.secrets import mask_secrets
 
 SETTINGS_ATTR = "abe_settings"
 # What a trial's value depends on besides the searched params (those vary by design).
 SETTINGS = ("env.id", "env.kwargs", "trainer.total_steps", "trainer.eval_episodes", "seed", "n_seeds", "seed_statistic")
 CONNECT_TIMEOUT_S = 5  # a PostgreSQL server that does not answer fails the check, not hangs it
+# sqlite lets one writer in at a time; the others wait up to this long for the lock
+# (Python's default is 5 s: two sweepers on one study then failed with "database is locked").
+SQLITE_BUSY_TIMEOUT_S = 60
 
 
 def searched_keys(task_overrides: list[str], params: Mapping | None) -> set[str]:
@@ -52,9 +56,14 @@ def study_settings(cfg: DictConfig, searched: set[str] = frozenset()) -> dict[st
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """The study storage at `url`; one line naming it and what to do if it cannot be opened."""
-    kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if url.startswith("postgresql") else {}
+    kwargs = {}
+    if url.startswith("postgresql"):
+        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    elif url.startswith("sqlite"):  # two sweepers (or a sweeper and its trials) write at once
+        kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with opening(url):
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as ex:  # missing folder or driver, refused connection, bad credentials, malformed URL
         reason = mask_secrets(first_line(ex)).split(" (Background on this error")[0]
         raise ConfigError(

@@ -11,10 +11,16 @@ The helper also ends the run when the training process dies without saying how (
 -9, out of memory): it sees the pipe close and marks the run KILLED, so no run stays
 RUNNING. Ctrl-C reaches the whole process group; the helper ignores it and waits for
 the training process to send the KILLED status.
+
+Every message is also kept in the run dir's journal (abe.tracking.journal) until the
+run is complete in the store; when the tracking server stops answering, the helper
+says so in one line, stops calling it, and keeps the rest of the run there for
+`python -m abe sync`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -29,8 +35,12 @@ from abe.core.errors import ConfigError, first_line
 from abe.core.result import JobResult, TrainResult
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
+from abe.tracking.journal import Journal, bound_http_waits, server_unreachable
 
 _prewarmed = None
+# How long the end of a run may take in the helper: the artifacts' upload and the
+# model's, each call bounded by abe.tracking.journal.HTTP_BOUNDS.
+FINISH_TIMEOUT_S = 300
 
 
 def prewarm() -> None:
@@ -108,14 +118,14 @@ class BackgroundTracker:
                 raise
         return self._run_id
 
-    def _reply(self, expected: str):
+    def _reply(self, expected: str | tuple[str, ...]):
         try:
             kind, value = _recv(self._conn)
         except (EOFError, OSError):
             raise ConfigError("logger: the MLflow helper process ended unexpectedly") from None
         if kind == "error":
             raise ConfigError(value)
-        assert kind == expected, (kind, expected)
+        assert kind in expected if isinstance(expected, tuple) else kind == expected, (kind, expected)
         return value
 
     def _post(self, name: str, *args) -> None:
@@ -141,52 +151,117 @@ class BackgroundTracker:
                 return  # already reported where it happened
             _ = self.run_id
             _send(self._conn, ("finish", (result, run_dir, status, error)))
-            self._reply("finished")
+            if not self._conn.poll(FINISH_TIMEOUT_S):  # the helper's calls are bounded: this is a hang
+                self._process.kill()
+                print(
+                    f"logger: MLflow did not complete the run within {FINISH_TIMEOUT_S} s; it is kept in "
+                    f"{run_dir}: `python -m abe sync {run_dir}` completes it in the store",
+                    file=sys.stderr,
+                )
+                return
+            if self._reply(("finished", "kept")) is not None:
+                print(f"logger: run kept in {run_dir}/.tracking: `python -m abe sync {run_dir}`", file=sys.stderr)
         finally:
             self._conn.close()
             self._process.wait(timeout=60)
 
 
 def serve(fd: int) -> None:
-    """The helper process: import MLflow, then run one tracker as the messages say."""
+    """The helper process: import MLflow, then run one tracker as the messages say,
+    keeping each message in the run's journal until the run is complete in the store."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
+    bound_http_waits()
     import mlflow  # noqa: F401  (the slow import, done while the trainer starts up)
 
     from abe.tracking.mlflow_run import MlflowTracker
 
-    tracker, failure = None, None
     try:
-        kind, (container, run_dir, overrides, parent, resume, device) = _recv(conn)
-        try:
-            tracker = MlflowTracker(
-                Config.from_dict(container), Path(run_dir), overrides, parent, resume, device=device
-            )
-        except Exception as ex:  # ConfigError: the store refused; anything else: say what
-            _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
-            return
-        _send(conn, ("started", tracker.run_id))
-        tracker.warm_up_model_logging()  # while training runs, not at its end
+        _, start = _recv(conn)
+    except (EOFError, OSError):  # the training process ended before its run started
+        return
+    container, run_dir, overrides, parent, resume, device = start
+    journal = Journal(Path(run_dir))
+    journal.append("start", start)
+    try:
+        tracker = MlflowTracker(Config.from_dict(container), Path(run_dir), overrides, parent, resume, device=device)
+    except Exception as ex:  # ConfigError: the store refused; anything else: say what
+        journal.discard()
+        _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
+        return
+    journal.append("started", tracker.run_id)
+    _send(conn, ("started", tracker.run_id))
+    _Session(conn, tracker, journal, Path(run_dir)).run()
 
-        while True:
-            kind, args = _recv(conn)
+
+class _Session:
+    """The helper's message loop: online, each message goes to MLflow; once the server
+    cannot be reached, offline: messages are only kept in the journal."""
+
+    def __init__(self, conn: Connection, tracker, journal: Journal, run_dir: Path):
+        self.conn, self.tracker, self.journal, self.run_dir = conn, tracker, journal, run_dir
+        self.failure: str | None = None
+        self.offline = False
+
+    def run(self) -> None:
+        self.tracker.warm_up_model_logging()  # while training runs, not at its end
+        try:
+            while True:
+                kind, args = _recv(self.conn)
+                self.journal.append(kind, args)
+                if kind == "finish":
+                    return self._finish(args)
+                self._apply(kind, args)
+        except (EOFError, OSError):  # the training process ended without finishing the run
+            # (OSError: a broken pipe, when it died before the run had even started)
+            reason = "the training process ended without reporting (killed?)"
+            self.journal.append("finish", (None, self.run_dir, "KILLED", reason))
+            if not self.offline:
+                self._apply("set_tags", ({"error": reason},))
+                self.tracker.mlflow.end_run(status="KILLED")
+                self.journal.discard()
+
+    def _apply(self, kind: str, args) -> None:
+        if self.offline or self.failure is not None:
+            return
+        try:
+            getattr(self.tracker, kind)(*args)
+        except Exception as ex:
+            self._failed(kind, ex)
+
+    def _failed(self, kind: str, ex: Exception) -> None:
+        if server_unreachable(ex):  # keep training; keep the rest of the run here
+            self.offline = True
+            print(
+                f"logger: the tracking server cannot be reached ({mask_secrets(first_line(ex))[:200]}); training goes "
+                f"on and the run is kept in {self.journal.path.parent}: `python -m abe sync {self.run_dir}` "
+                "completes it in the store",
+                file=sys.stderr,
+            )
+        else:  # keep training; report at the end, end the run FAILED
+            self.failure = mask_secrets(f"logger: MLflow {kind} failed: {first_line(ex)}")
+
+    def _finish(self, args) -> None:
+        result, run_dir, status, error = args
+        if self.failure is not None:  # an MLflow call failed: the artifacts still go, the run ends FAILED
+            status, error = "FAILED", self.failure
+        if not self.offline:
             try:
-                if kind == "finish":
-                    tracker.finish(*args)
-                    _send(conn, ("finished", None) if failure is None else ("error", failure))
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(0)  # all is stored; skip over a second of interpreter teardown
-                if failure is None:
-                    getattr(tracker, kind)(*args)
-            except Exception as ex:  # keep training; report at the end, end the run FAILED
-                failure = mask_secrets(f"logger: MLflow {kind} failed: {first_line(ex)}")
-                if kind == "finish":
-                    _send(conn, ("error", failure))
-                    tracker.mlflow.end_run(status="FAILED")
-                    return
-    except (EOFError, OSError):  # the training process ended without finishing the run
-        # (OSError: a broken pipe, when it died before the run had even started)
-        if tracker is not None:
-            tracker.set_tags({"error": "the training process ended without reporting (killed?)"})
-            tracker.mlflow.end_run(status="KILLED")
+                self.tracker.finish(result, run_dir, status, error)
+            except Exception as ex:
+                self._failed("finish", ex)
+        if self.offline:
+            self.journal.close()
+            reply = ("kept", str(self.run_dir))
+        elif self.failure is not None:
+            self.journal.discard()
+            with contextlib.suppress(Exception):
+                self.tracker.mlflow.end_run(status="FAILED")
+            reply = ("error", self.failure)
+        else:
+            self.journal.discard()
+            reply = ("finished", None)
+        _send(self.conn, reply)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # all is stored or kept; skip over a second of interpreter teardown

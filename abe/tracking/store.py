@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from abe.core.errors import ConfigError, first_line
+from abe.core.locks import opening
 from abe.core.schema import LoggerConfig
 from abe.core.secrets import mask_secrets
 
@@ -61,7 +62,6 @@ def connect(logger_cfg: LoggerConfig):
     the embedded store) on first use."""
     warnings.filterwarnings("ignore", message=".*noload.*")  # SQLAlchemy 2.1 vs MLflow 3.17
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables"
     uri = tracking_uri(logger_cfg)  # a user's URI was checked by the command before training
@@ -75,20 +75,27 @@ def connect(logger_cfg: LoggerConfig):
                 f"logger.store_dir: cannot create '{store}' ({ex.strerror}); pick a writable folder, or logger=none"
             ) from None
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    name = logger_cfg.experiment
     try:
-        found = client.get_experiment_by_name(name)
-        if found is not None:
-            return client, found.experiment_id, uri
-        artifacts = (Path(logger_cfg.store_dir).resolve() / "artifacts").as_uri() if embedded else None
-        try:
-            return client, client.create_experiment(name, artifact_location=artifacts), uri
-        except MlflowException:  # created meanwhile by a parallel job
-            return client, client.get_experiment_by_name(name).experiment_id, uri
+        with opening(uri):  # a new sqlite store: its tables are made by one process at a time
+            client = mlflow.MlflowClient(tracking_uri=uri)
+            return (*_experiment(client, logger_cfg.experiment, logger_cfg, embedded), uri)
     except ConfigError:
         raise
     except Exception as ex:  # bad credentials, missing driver, refused connection ...
         raise ConfigError(
             f"logger.tracking_uri: cannot use {mask_secrets(uri)}: {mask_secrets(first_line(ex))}"
         ) from None
+
+
+def _experiment(client, name: str, logger_cfg: LoggerConfig, embedded: bool) -> tuple:
+    """(client, experiment id): the experiment called `name`, made on first use."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return client, found.experiment_id
+    artifacts = (Path(logger_cfg.store_dir).resolve() / "artifacts").as_uri() if embedded else None
+    try:
+        return client, client.create_experiment(name, artifact_location=artifacts)
+    except MlflowException:  # created meanwhile by a parallel job
+        return client, client.get_experiment_by_name(name).experiment_id

@@ -10,6 +10,7 @@ the objective against `lr` and `gamma`.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -66,6 +67,12 @@ class MlflowSweepCallback(Callback):
         from abe.tracking.store import connect
 
         client, _, uri = connect(_logger_config(config))
+        stopping = sys.exc_info()[1]  # Hydra calls this on its way out of an interrupted sweep too
+        if stopping is not None:
+            if (uri, parent) in _launched_parents:
+                killed = isinstance(stopping, KeyboardInterrupt)
+                end_unfinished_parents("KILLED" if killed else "FAILED", None if killed else repr(stopping)[:500])
+            return
         try:
             best = summarise_sweep(client, parent, Path(config.hydra.sweep.dir))
             if best is None:  # every trial failed (or was pruned): the sweep found nothing
@@ -132,7 +139,20 @@ def end_unfinished_parents(status: str = "KILLED", reason: str | None = None) ->
 
     for uri, run_id in _launched_parents:
         client = mlflow.MlflowClient(tracking_uri=uri)
+        end_running_children(client, run_id, status)
         if reason:
             client.set_tag(run_id, "error", reason[:5000])
         client.set_terminated(run_id, status)
     _launched_parents.clear()
+
+
+def end_running_children(client, parent: str, status: str) -> None:
+    """Trials whose process was killed with the sweep (joblib's workers are, with their
+    MLflow helpers) cannot end their own runs: the parent's process ends them."""
+    experiment = client.get_run(parent).info.experiment_id
+    children = client.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
+    )
+    for child in children:
+        client.set_tag(child.info.run_id, "error", "the sweep was stopped while this trial ran")
+        client.set_terminated(child.info.run_id, status)

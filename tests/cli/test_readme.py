@@ -1,5 +1,6 @@
-"""The README's examples are true: its bad-input block prints what it shows, and its
-snippet for loading a trained policy works from the repo root."""
+"""The README's examples are true: its bad-input block prints what it shows, its
+snippet for loading a trained policy works from the repo root, and every `python
+run.py` command it shows runs (with a small budget)."""
 
 import os
 import re
@@ -12,6 +13,7 @@ import pytest
 from abe import PROJECT_ROOT
 from abe.commands.hydra_edge import check_command_line
 from tests.cli.test_commands import result_of
+from tests.conftest import TINY, run_cli
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -58,3 +60,25 @@ def test_the_load_a_policy_snippet_works_from_the_repo_root(tracked_run, tmp_pat
     shape, largest = proc.stdout.split(")")[-2] + ")", float(proc.stdout.split()[-1])
     assert shape.endswith("(1,)") and largest <= 2.0  # Pendulum's one torque, within its bounds
     assert not (tmp_path / "mlflow.db").exists()  # no stray store next to the snippet
+
+
+# Appended to each README command: a budget of a few hundred steps, no tracking, one
+# trial per search (the commands themselves stay as the README prints them).
+SMALL = [*TINY]
+SMALL_SEARCH = ["hydra.sweeper.n_trials=1", "hydra.sweeper.confirm_top=0"]
+
+
+def _readme_run_commands() -> list[str]:
+    """Every `python run.py ...` line of the README's bash blocks (a saved run dir's
+    path is an example, not a command: tests/cli/test_run_cli.py re-runs a real one)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("python run.py") and "outputs/runs/20" not in line]
+
+
+@pytest.mark.parametrize("command", _readme_run_commands())
+def test_each_readme_run_command_runs(command, tmp_path):
+    argv = shlex.split(command.removeprefix("python run.py "))
+    extra = SMALL + (SMALL_SEARCH if any(a.startswith("hparams_search=") for a in argv) else [])
+    proc = run_cli(*argv, *extra, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,21 +2,16 @@
 abe's runs with their lr/gamma params and eval/return_mean."""
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+import signal
 
 import pytest
-import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, MlflowServer, run_cli
 
 CHROMIUM_FLAGS = [  # the background-networking flags keep Chromium off the closed network
     "--headless=new",
@@ -30,12 +25,6 @@ CHROMIUM_FLAGS = [  # the background-networking flags keep Chromium off the clos
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,39 +44,11 @@ def server(tmp_path_factory):
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    port = free_port()
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    server = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{store / 'mlflow.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(store).start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-        yield url, store
+        yield server.url, store
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.kill(signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,206 @@
+"""Faults with real processes: a tracking server that dies mid-run loses nothing, and
+`python -m abe sync` completes the run in the store once the server is back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+
+from abe import PROJECT_ROOT
+from tests.conftest import TINY, USER_DIR, MlflowServer, free_port, run_cli, run_module
+
+PENDULUM = [
+    "env=pendulum",
+    "trainer.total_steps=100000",
+    "trainer.num_envs=8",
+    "trainer.eval_every=10000",
+    "trainer.eval_episodes=2",
+    "trainer.progress_bar=false",
+]
+
+# Trials of a few hundred steps: two sweepers then write to the study and the store
+# almost all the time, the worst case for sqlite's one-writer lock.
+TINY_SWEEP = ["env=pendulum", *(o for o in TINY if not o.startswith("logger"))]
+
+
+def tracked_at(url: str, run_dir) -> list[str]:
+    return [f"logger.tracking_uri={url}", f"hydra.run.dir={run_dir}"]
+
+
+def test_a_tracking_server_killed_mid_run_loses_nothing_and_sync_completes_the_run(tmp_path, monkeypatch):
+    server = MlflowServer(tmp_path / "server").start()
+    run_dir = tmp_path / "run"
+    try:
+        training = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "run.py"), *PENDULUM, *tracked_at(server.url, run_dir)],
+            cwd=USER_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints" / "last.pt").exists():  # the first evaluation went to the server
+            assert training.poll() is None and time.monotonic() < deadline, training.stderr.read()
+            time.sleep(0.1)
+        server.kill()
+        _, err = training.communicate(timeout=180)
+        ended = time.time()
+        assert training.returncode == 0, err[-2000:]
+        # training went on; the command ended within seconds of its result, said so once, and left no process
+        assert ended - (run_dir / "result.json").stat().st_mtime < 15
+        assert err.count("logger: the tracking server cannot be reached") == 1, err
+        assert f"logger: run kept in {run_dir}/.tracking: `python -m abe sync {run_dir}`" in err
+        try:
+            os.killpg(training.pid, 0)
+            raise AssertionError("a process of the run outlived it (the MLflow helper?)")
+        except ProcessLookupError:
+            pass
+        assert (run_dir / ".tracking" / "journal.pkl").exists()
+
+        server.start()  # the same store, back
+        proc = run_module("sync", str(run_dir))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads((run_dir / "result.json").read_text())
+        run_id = result["mlflow_run_id"]
+        assert f"{run_dir}: run {run_id} completed in {server.url}, status FINISHED" in proc.stdout
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)  # for runs:/ URIs
+        client = mlflow.MlflowClient(tracking_uri=server.url)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        history = client.get_metric_history(run_id, "eval/return_mean")
+        assert [(m.step, m.value) for m in history] == [
+            (e["env_steps"], e["eval/return_mean"]) for e in result["evaluations"]
+        ]  # every evaluation, once
+        assert {a.path for a in client.list_artifacts(run_id)} >= {"result.json", "checkpoints", "hydra"}
+        policy = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+        assert policy is not None and not (run_dir / ".tracking").exists()
+
+        again = run_module("sync", str(run_dir))  # nothing is left to send: nothing changes
+        assert again.returncode == 0 and again.stdout.startswith("nothing to sync: no kept run in ")
+        assert len(client.get_metric_history(run_id, "eval/return_mean")) == len(history)
+    finally:
+        server.kill()
+
+
+def test_sync_needs_a_target():
+    proc = run_module("sync")
+    assert proc.returncode == 2
+    assert proc.stderr == "error: sync: name run dirs, or --all for every kept run under outputs/\n"
+
+
+def test_a_tracking_server_down_at_start_is_one_line_and_no_run(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = run_cli(*PENDULUM, *tracked_at(url, tmp_path / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr == (
+        f"error: logger.tracking_uri: no MLflow server answers at {url} (ConnectionError); start one with "
+        "`mlflow server`, or use logger.tracking_uri=null for the embedded store\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def _group_is_gone(pgid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+
+
+@pytest.mark.parametrize(
+    "launcher,stop",
+    [(["hydra.sweeper.n_jobs=1"], "SIGTERM"), (JOBLIB, "SIGTERM"), (JOBLIB, "Ctrl-C")],
+    ids=["basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C"],
+)
+def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, launcher, stop):
+    store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *launcher]
+    command += [*PENDULUM, f"hydra.sweeper.storage=sqlite:///{study}"]
+    command += ["hydra.sweeper.confirm_top=0", f"logger.store_dir={store}", f"hydra.sweep.dir={sweep_dir}"]
+    sweep = subprocess.Popen(
+        [*command, "hydra.sweeper.n_trials=4"],
+        cwd=USER_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    training = len(launcher) - 1 if len(launcher) > 1 else 1  # trials training at once
+    deadline = time.monotonic() + 180
+    while len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < training:
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]
+        time.sleep(0.2)
+    if stop == "SIGTERM":  # to the sweep's process, as `kill` or a scheduler sends it
+        sweep.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C: SIGINT to the whole foreground process group
+        os.killpg(sweep.pid, signal.SIGINT)
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130, err[-3000:]
+    assert _group_is_gone(sweep.pid, within=15), "a process of the sweep outlived it"
+    before = [t.state.name for t in load_trials(study)]
+    assert "RUNNING" not in before and "FAIL" in before, before
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    assert runs and all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    parents = [(r.info.status, r.data.tags.get("error")) for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert [p[0] for p in parents] == ["KILLED"], (parents, err[-2000:])
+
+    again = subprocess.run(  # the same command goes on with the same study
+        [*command, "hydra.sweeper.n_trials=1"],
+        cwd=USER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = [t.state.name for t in load_trials(study)]
+    assert after[: len(before)] == before and after[len(before) :] == ["COMPLETE"], after
+
+
+def load_trials(study) -> list:
+    return optuna.load_study(study_name="lr_gamma-Pendulum-v1", storage=f"sqlite:///{study}").trials
+
+
+def test_two_sweepers_on_one_sqlite_study_and_store_lose_no_trial(tmp_path):
+    store, study = tmp_path / "store", tmp_path / "optuna.db"
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *TINY_SWEEP]
+    command += ["hydra.sweeper.n_trials=4", "hydra.sweeper.confirm_top=0", "hydra.sweeper.pruner=none"]
+    command += [f"hydra.sweeper.storage=sqlite:///{study}"]
+    command += [f"logger.store_dir={store}"]
+    sweepers = [
+        subprocess.Popen(
+            [*command, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"],
+            cwd=USER_DIR,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        )
+        for i in range(2)
+    ]
+    errors = [s.communicate(timeout=600)[1] for s in sweepers]
+    assert [s.returncode for s in sweepers] == [0, 0], [e[-2000:] for e in errors]
+    assert not any("locked" in e for e in errors)
+    assert [t.state.name for t in load_trials(study)] == ["COMPLETE"] * 8  # every trial of both, none lost
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(
+        len([r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]) for p in parents
+    ) == [4, 4]
