@@ -15,7 +15,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from abe.core.errors import ConfigError, first_line
-from abe.core.locks import opening
+from abe.core.locks import opening, sqlite_path
 from abe.core.secrets import mask_secrets
 
 SETTINGS_ATTR = "abe_settings"
@@ -61,6 +61,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     elif url.startswith("sqlite"):  # two sweepers (or a sweeper and its trials) write at once
         kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    path = sqlite_path(url)
+    if path is not None and not path.is_absolute():  # like Hydra's run dirs: made under the working dir
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with opening(url):
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
