@@ -216,10 +216,13 @@ class _Session:
             # (OSError: a broken pipe, when it died before the run had even started)
             reason = "the training process ended without reporting (killed?)"
             self.journal.append("finish", (None, self.run_dir, "KILLED", reason))
-            if not self.offline:
-                self._apply("set_tags", ({"error": reason},))
+            self._apply("set_tags", ({"error": reason},))
+            if self.offline:  # sync ends it KILLED later
+                self.journal.close()
+                return
+            with contextlib.suppress(Exception):
                 self.tracker.mlflow.end_run(status="KILLED")
-                self.journal.discard()
+            self.journal.discard()
 
     def _apply(self, kind: str, args) -> None:
         if self.offline or self.failure is not None:
