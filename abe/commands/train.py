@@ -251,6 +251,9 @@ def launch(main) -> None:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         main()
+        sweeper = sys.modules.get("abe.sweeps.optuna_sweeper")
+        if sweeper is not None and sweeper.found_nothing:  # said in one line by the sweeper
+            raise SystemExit(EXIT_TRAINING_FAILED)
     except KeyboardInterrupt:
         end_unfinished_parents("KILLED")
         print("interrupted: MLflow runs marked KILLED; the last checkpoint is kept", file=sys.stderr)

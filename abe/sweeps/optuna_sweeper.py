@@ -18,6 +18,7 @@ import logging
 import os
 import shlex
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,9 @@ class AbeOptunaSweeper(OptunaSweeper):
         self.sweeper.confirm_top, self.sweeper.confirm_seeds = confirm_top, confirm_seeds
 
 
+# Set when a sweep ended without one finished trial: run.py then exits 1.
+found_nothing = False
+
 # The sweeper process that asked a trial, as host:pid.
 OWNER_ATTR = "abe_sweeper"
 
@@ -155,7 +159,24 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run.py turns it into this)
             self._fail_unfinished("interrupted")
             raise
+        except ValueError:  # the stock sweep() ends with study.best_trial, which needs a finished trial
+            if self._finished():
+                raise
+            global found_nothing
+            found_nothing = True
+            counts = ", ".join(f"{n} {state}" for state, n in self._states().items())
+            print(
+                f"error: no trial of the sweep finished ({counts}); each trial's MLflow run says why", file=sys.stderr
+            )
+            return
         self._after_sweep(self._confirm())
+
+    def _finished(self) -> bool:
+        return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+    def _states(self) -> dict[str, int]:
+        states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
+        return {state: states.count(state) for state in sorted(set(states))}
 
     def _fail_unfinished(self, why: str) -> None:
         """An interrupted sweep leaves none of its trials RUNNING: they become FAIL."""

@@ -71,7 +71,8 @@ class MlflowSweepCallback(Callback):
         if stopping is not None:
             if (uri, parent) in _launched_parents:
                 killed = isinstance(stopping, KeyboardInterrupt)
-                end_unfinished_parents("KILLED" if killed else "FAILED", None if killed else repr(stopping)[:500])
+                reason = None if killed else f"{type(stopping).__name__}: {stopping}"[:500]
+                end_unfinished_parents("KILLED" if killed else "FAILED", reason)
             return
         try:
             best = summarise_sweep(client, parent, Path(config.hydra.sweep.dir))

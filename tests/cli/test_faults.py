@@ -128,7 +128,12 @@ JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_j
 def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, launcher, stop):
     store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
     command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *launcher]
-    command += [*PENDULUM, f"hydra.sweeper.storage=sqlite:///{study}"]
+    command += [
+        *PENDULUM,
+        "trainer.total_steps=40000",
+        "trainer.eval_every=5000",
+        f"hydra.sweeper.storage=sqlite:///{study}",
+    ]
     command += ["hydra.sweeper.confirm_top=0", f"logger.store_dir={store}", f"hydra.sweep.dir={sweep_dir}"]
     sweep = subprocess.Popen(
         [*command, "hydra.sweeper.n_trials=4"],

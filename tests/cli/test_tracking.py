@@ -65,8 +65,38 @@ def test_a_sweep_whose_trials_all_fail_ends_its_parent_failed(tmp_path):
     runs = runs_in(store)
     [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
     assert parent.info.status == "FAILED"  # FINISHED before: a sweep that found nothing
-    assert parent.data.tags["error"] == "no trial finished; see the trials' runs for why"
+    # Hydra stops a grid sweep on its first failed job: the parent says why
+    assert parent.data.tags["error"].startswith("TrainingDiverged: training diverged at 80 env steps")
     assert sorted(r.info.status for r in runs if r is not parent) == ["FAILED", "FAILED"]
+
+
+def test_an_optuna_sweep_whose_trials_all_fail_ends_its_parent_failed(tmp_path):
+    store = tmp_path / "store"
+    proc = run_cli(
+        "-m",
+        "hparams_search=lr_gamma",
+        *PENDULUM,
+        "optimizer=sgd",
+        "lr=tag(log, interval(1e5, 1e6))",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.confirm_top=0",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'o.db'}",
+        "trainer.total_steps=4096",
+        "trainer.eval_every=2048",
+        f"logger.store_dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert (
+        proc.stderr.splitlines()[-1]
+        == "error: no trial of the sweep finished (2 FAIL); each trial's MLflow run says why"
+    )
+    assert "Traceback" not in proc.stderr  # the stock sweeper ended on study.best_trial's ValueError
+    runs = runs_in(store)
+    [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert parent.info.status == "FAILED"  # FINISHED before: a sweep that found nothing
+    assert parent.data.tags["error"] == "no trial finished; see the trials' runs for why"
 
 
 def test_sigterm_marks_the_run_killed(tmp_path):
