@@ -160,7 +160,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             self._fail_unfinished("interrupted")
             raise
         except ValueError:  # the stock sweep() ends with study.best_trial, which needs a finished trial
-            if self._finished():
+            if getattr(self, "study", None) is None or self._finished():
                 raise
             global found_nothing
             found_nothing = True
