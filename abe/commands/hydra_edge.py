@@ -112,8 +112,7 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
         cfg = to_config(compose(overrides, config_dir, config_name))
         check_runtime(cfg)
         if args.multirun:
-            _check_sweep_values(args.overrides, config_dir, config_name)
-            _check_sweeper(args.overrides, config_dir, config_name)
+            _check_sweep(args.overrides, config_dir, config_name)
     except ConfigError as ex:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
@@ -126,16 +125,22 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
 MAX_CHECKED_SWEEP_VALUES = 200
 
 
-def _check_sweep_values(overrides: list[str], config_dir: Path, config_name: str) -> None:
-    """Every value of every grid, and both bounds of every search interval (command line
-    and `hydra.sweeper.params`), passes the checks of a single run before anything runs."""
+def _check_sweep(overrides: list[str], config_dir: Path, config_name: str) -> None:
+    """A sweep's values and its sweeper's options, on one composition of its fixed overrides."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    composed = compose(fixed, config_dir, config_name, with_hydra=True)
     sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
-    params = compose(fixed, config_dir, config_name, with_hydra=True).hydra.sweeper.get("params") or {}
+    _check_sweep_values(parser, sweeps, fixed, composed.hydra.sweeper.get("params") or {}, config_dir, config_name)
+    _check_sweeper(overrides, composed)
+
+
+def _check_sweep_values(parser, sweeps: list, fixed: list[str], params, config_dir: Path, config_name: str) -> None:
+    """Every value of every grid, and both bounds of every search interval (command line
+    and `hydra.sweeper.params`), passes the checks of a single run before anything runs."""
     on_command_line = {o.key_or_group for o in sweeps}
     sweeps += [parser.parse_override(f"{key}={value}") for key, value in params.items() if key not in on_command_line]
     candidates = [c for o in sweeps for c in sweep_candidates(o)][:MAX_CHECKED_SWEEP_VALUES]
@@ -170,13 +175,8 @@ def sweep_candidates(override) -> list[tuple[object, str]]:
     return [(override, f"{key}={value}") for value in values]
 
 
-def _check_sweeper(overrides: list[str], config_dir: Path, config_name: str) -> None:
+def _check_sweeper(overrides: list[str], composed: DictConfig) -> None:
     """abe's Optuna sweeper options, checked before Hydra opens the sweep's MLflow parent run."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    composed = compose(fixed, config_dir, config_name, with_hydra=True)
     sweeper = composed.hydra.sweeper
     if sweeper.get("_target_") == "abe.sweeps.optuna_sweeper.AbeOptunaSweeper":
         from abe.sweeps.confirmation import check_confirmation

@@ -10,13 +10,12 @@ the store has lost the run, a new one is made with everything the journal holds.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from abe.core.errors import ConfigError
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
-from abe.tracking.journal import bound_http_waits, pending, read
+from abe.tracking.journal import bound_http_waits, discard, pending, read
 
 
 def sync(targets: list[Path]) -> int:
@@ -60,7 +59,7 @@ def sync_journal(path: Path) -> str:
             if not kept:
                 tracker.set_tags({"abe.synced_from": run_id or "unknown"})
             tracker.finish(*args)
-    shutil.rmtree(path.parent)  # the run is complete in the store: a second sync finds nothing
+    discard(path)  # the run is complete in the store: a second sync finds nothing
     status = messages[-1][1][2]
     where = f"run {run_id}" if kept else f"new run {tracker.run_id} (the store no longer has run {run_id})"
     return (

@@ -58,7 +58,12 @@ class Journal:
     def discard(self) -> None:
         """The run is complete in the store: nothing is left to keep."""
         self.close()
-        shutil.rmtree(self.path.parent, ignore_errors=True)
+        discard(self.path)
+
+
+def discard(path: Path) -> None:
+    """Delete a journal (and its folder) whose run is complete in the store."""
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 def read(path: Path) -> list[tuple[str, tuple]]:

@@ -164,14 +164,8 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
     parents = [(r.info.status, r.data.tags.get("error")) for r in runs if r.data.tags.get("abe.sweep") == "parent"]
     assert [p[0] for p in parents] == ["KILLED"], (parents, err[-2000:])
 
-    again = subprocess.run(  # the same command goes on with the same study
-        [*command, "hydra.sweeper.n_trials=1"],
-        cwd=USER_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )
+    # the same command goes on with the same study
+    again = run_cli(*command[2:], "hydra.sweeper.n_trials=1", env={"MLFLOW_TRACKING_URI": ""})
     assert again.returncode == 0, again.stderr[-3000:]
     after = [t.state.name for t in load_trials(study)]
     assert after[: len(before)] == before and after[len(before) :] == ["COMPLETE"], after
