@@ -14,22 +14,30 @@ takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`,
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import math
 import os
 import shlex
 import socket
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import optuna
+import yaml
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Quote, QuotedString
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_optuna_sweeper import _impl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import OmegaConf, open_dict, read_write
 
 from abe.core.errors import ConfigError, first_line
 from abe.sweeps.confirmation import (
@@ -50,6 +58,7 @@ from abe.sweeps.pruning import (
     PRUNERS,
     make_pruner,
 )
+from abe.sweeps.slots import Ended, Slots
 from abe.sweeps.study import SETTINGS_ATTR, open_storage, searched_keys, study_settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,9 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     # `confirm_seeds` held-out seeds each (abe.sweeps.confirmation).
     confirm_top: int = 3
     confirm_seeds: int = 5
+    # true: hydra-optuna-sweeper's own loop, which asks n_jobs trials at a time and waits for
+    # the slowest of them before it asks again (kept to measure what abe's slots save).
+    wait_for_batch: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
@@ -88,6 +100,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         fail_running_trials: bool,
         confirm_top: int,
         confirm_seeds: int,
+        wait_for_batch: bool,
         **kwargs,
     ) -> None:
         check_options(pruner, pruner_warmup, pruner_keep, prune_on)
@@ -97,6 +110,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         self.sweeper.fail_running_trials = fail_running_trials
         self.sweeper.prune_on = prune_on
         self.sweeper.confirm_top, self.sweeper.confirm_seeds = confirm_top, confirm_seeds
+        self.sweeper.wait_for_batch = wait_for_batch
 
 
 # Set when a sweep ended without one finished trial: run.py then exits 1.
@@ -104,6 +118,13 @@ found_nothing = False
 
 # The sweeper process that asked a trial, as host:pid.
 OWNER_ATTR = "abe_sweeper"
+FAIL_ATTR = "abe_fail_reason"  # why a trial failed, in one line
+QUIET_LAUNCHER_LOGS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher",
+    "hydra_plugins.hydra_ray_launcher",
+    "hydra_plugins.hydra_submitit_launcher",
+)
 
 
 def sweeper_is_gone(owner: str | None) -> bool:
@@ -146,22 +167,28 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     prune_on: str = "train/episode_return"
     confirm_top: int = 3
     confirm_seeds: int = 5
+    wait_for_batch: bool = False
+    slots: Slots | None = None
 
     def sweep(self, arguments: list[str]) -> None:
         if self.storage is None and self.pruner_spec != "none":
             log.warning("hydra.sweeper.storage is not set: trials cannot report to the study, so no pruning")
-        # The stock sweep() builds its study with optuna.create_study; abe's adds the
-        # pruner and the tell that leaves finished (pruned) trials alone.
         self._asked: list[int] = []  # this sweeper's trials (other sweepers may share the study)
         try:
-            with mock.patch.object(_impl.optuna, "create_study", self._create_study):
-                super().sweep(arguments)
+            if self.wait_for_batch:  # the stock loop: batches of n_jobs trials (for comparison)
+                with mock.patch.object(_impl.optuna, "create_study", self._create_study):
+                    super().sweep(arguments)
+            else:
+                self._search(arguments)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run.py turns it into this)
+            if getattr(self, "slots", None) is not None:
+                self.slots.stop(self.study)
             self._fail_unfinished("interrupted")
             raise
         except ValueError:  # the stock sweep() ends with study.best_trial, which needs a finished trial
             if getattr(self, "study", None) is None or self._finished():
                 raise
+        if not self._finished():
             global found_nothing
             found_nothing = True
             counts = ", ".join(f"{n} {state}" for state, n in self._states().items())
@@ -169,7 +196,103 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
                 f"error: no trial of the sweep finished ({counts}); each trial's MLflow run says why", file=sys.stderr
             )
             return
+        self._write_results()
         self._after_sweep(self._confirm())
+
+    def _search(self, arguments: list[str]) -> None:
+        """The stock sweep's setup, then trials in slots (abe.sweeps.slots)."""
+        self._process_searchspace_config()
+        space, fixed_params, fixed_overrides = _impl.create_params_from_overrides(
+            [*self._parse_sweeper_params_config(), *arguments]
+        )
+        for name in fixed_params:
+            space.pop(name, None)
+        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+        study = self._create_study(
+            study_name=self.study_name,
+            storage=self.storage,
+            sampler=self.sampler,
+            directions=self._get_directions(),
+            load_if_exists=True,
+        )
+        log.info("Study %s in %s; sampler %s", study.study_name, self.storage, type(self.sampler).__name__)
+        self.slots = Slots(self._launch_one, self._slot_count())
+        for launcher_log in QUIET_LAUNCHER_LOGS:  # "launching 1 job(s) #0 ..." for every trial
+            logging.getLogger(launcher_log).setLevel(logging.WARNING)
+        self._run_trials(lambda trial: self._configure_trials([trial], space, fixed_params, fixed_overrides)[0])
+        self.job_idx = 1 + max(t.number for t in study.get_trials(deepcopy=False))  # confirmation jobs go after
+
+    def _slot_count(self) -> int:
+        if isinstance(self.launcher, BasicLauncher):
+            if self.n_jobs > 1:
+                log.warning(
+                    "the basic launcher runs one trial at a time: use hydra/launcher=joblib for %d", self.n_jobs
+                )
+            return 1
+        if type(self.launcher).__name__ == "RayLauncher":
+            from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+
+            with read_write(self.launcher.ray_cfg), open_dict(self.launcher.ray_cfg):  # a killed trial FAILs:
+                # Ray's default would re-run it up to 3 times in the same job dir
+                self.launcher.ray_cfg.remote.setdefault("max_retries", 0)
+            # once here: the slots' threads would race to ray.init
+            start_ray(OmegaConf.create(OmegaConf.to_container(self.launcher.ray_cfg.init, resolve=True)))
+        return self.n_jobs
+
+    def _launch_one(self, overrides: Sequence[str], number: int) -> JobReturn:
+        """A trial's job, numbered as its trial (job dirs continue across resumes)."""
+        log.info("trial #%d: %s", number, " ".join(filter_overrides(overrides)))
+        return self.launcher.launch([overrides], initial_job_idx=number)[0]
+
+    def _run_trials(self, configure) -> None:
+        """Keep every slot busy until n_trials trials were asked and all have ended."""
+        to_ask, ended, failures, last_error = self.n_trials, 0, 0, None
+        while to_ask or self.slots.running:
+            while to_ask and self.slots.free:
+                trial = self.study.ask()
+                to_ask -= 1
+                self.slots.start(trial, configure(trial))
+            error = self._tell(self.slots.next_ended())
+            ended += 1
+            if error is not None:
+                failures, last_error = failures + 1, error
+                if failures / ended > self.max_failure_rate and to_ask:
+                    log.error(
+                        "%d of %d trials failed (max_failure_rate=%s): no more trials",
+                        failures,
+                        ended,
+                        self.max_failure_rate,
+                    )
+                    to_ask = 0
+        if last_error is not None and failures / ended > self.max_failure_rate:
+            raise last_error
+
+    def _tell(self, ended: Ended) -> Exception | None:
+        """Records a trial's end in the study; returns its error when it failed."""
+        try:
+            if ended.error is not None:
+                raise ended.error
+            value = float(ended.job.return_value)  # raises what the job raised
+        except Exception as ex:
+            reason = f"{type(ex).__name__}: {first_line(ex)}"
+            with contextlib.suppress(RuntimeError):  # a trial the job already ended keeps its state
+                ended.trial.set_user_attr(FAIL_ATTR, reason)
+            self.study.tell(ended.trial, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial #%d failed: %s", ended.trial.number, reason)
+            return ex
+        self.study.tell(ended.trial, values=[value])
+        return None
+
+    def _write_results(self) -> None:
+        best = self.study.best_trial
+        results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        path = Path(self.config.hydra.sweep.dir) / "optimization_results.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(results, sort_keys=False))
+        log.info("best of the study: trial #%d, %s: %s", best.number, best.params, best.value)
 
     def _finished(self) -> bool:
         return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))

@@ -4,6 +4,8 @@ training (a callback that says stop) when the pruner says so."""
 from __future__ import annotations
 
 import os
+import socket
+import sys
 
 import optuna
 
@@ -22,6 +24,10 @@ ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
     "ABE_OPTUNA_PRUNER",
     "ABE_OPTUNA_PRUNE_ON",
 )
+
+# Where a trial's job runs, as host:pid: the sweeper stops it there when interrupted.
+JOB_ATTR = "abe_job_process"
+RAY_NODE_ATTR = "abe_ray_node"  # the Ray node, when the trial runs as a Ray task (hydra/launcher=ray)
 
 
 def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
@@ -57,6 +63,9 @@ class TrialReporter(Callback):
             pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
         )
         self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
+        self.trial.set_user_attr(JOB_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        if node := _ray_node():
+            self.trial.set_user_attr(RAY_NODE_ATTR, node)
         self.total_steps, self.statistic = total_steps, statistic
         self.metric = os.environ.get(ENV_PRUNE_ON, OBJECTIVE)
         self.last_value: float | None = None  # the objective at the last report
@@ -79,3 +88,10 @@ class TrialReporter(Callback):
 
     def mark_pruned(self) -> None:
         self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+
+
+def _ray_node() -> str | None:
+    ray = sys.modules.get("ray")  # imported by the Ray worker that runs this job, if any
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()

@@ -1,0 +1,135 @@
+"""Sweeps without a batch barrier, on real engines: joblib workers (a killed trial's slot
+is refilled), a two-node Ray cluster with PostgreSQL and an MLflow server, and submitit."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from abe import PROJECT_ROOT
+from abe.sweeps.optuna_sweeper import FAIL_ATTR
+from abe.sweeps.pruning import JOB_ATTR, RAY_NODE_ATTR
+from tests.cli.test_optuna import SMALL, States
+from tests.conftest import USER_DIR, MlflowServer, free_port, run_cli
+
+STUDY = "lr_gamma-Pendulum-v1"
+SHORT, LONG = 2048, 40000  # env steps: trials of ~5 s and ~20 s (with process start and MLflow)
+
+
+def enqueue(storage: str, lengths: list[int]) -> None:
+    """Trials the sweep will run first, in this order, with these budgets."""
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    for i, steps in enumerate(lengths):
+        study.enqueue_trial({"lr": 3e-4 + 1e-5 * i, "gamma": 0.95, "trainer.total_steps": steps})
+
+
+def sweep_command(tmp_path: Path, storage: str, *extra: str, steps: str = f"choice({SHORT},{LONG})") -> list[str]:
+    return [
+        "-m",
+        *(o for o in SMALL if not o.startswith("trainer.total_steps=")),
+        f"trainer.total_steps={steps}",
+        "trainer.eval_every=1024",
+        "hydra.sweeper.pruner=none",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *extra,
+    ]
+
+
+def test_a_slot_is_refilled_the_moment_its_trial_ends_even_when_the_trial_was_killed(tmp_path):
+    storage, store = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "store"
+    enqueue(storage, [LONG, SHORT, SHORT, SHORT, SHORT])
+    joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+    command = sweep_command(tmp_path, storage, *joblib, "hydra.sweeper.n_trials=5", f"logger.store_dir={store}")
+    sweep = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), *command],
+        cwd=USER_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    deadline = time.monotonic() + 240
+    while sum(t.state == States.COMPLETE for t in study.get_trials()) < 2:  # trials 1 and 2
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]
+        time.sleep(0.3)
+    long = study.get_trials()[0]
+    assert long.state == States.RUNNING  # no barrier: two short trials ended while it trains
+    killed_at = datetime.now()  # Optuna's clock
+    os.kill(int(long.user_attrs[JOB_ATTR].rpartition(":")[2]), signal.SIGKILL)  # as the OOM killer does
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]  # the sweep went on to n_trials
+    assert trials[0].state == States.FAIL and "terminated" in trials[0].user_attrs[FAIL_ATTR].lower()
+    assert trials[4].state == States.COMPLETE  # asked after the kill: the slot was refilled
+    assert trials[4].datetime_start > killed_at
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    status = {r.data.params["lr"]: r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert status[str(trials[0].params["lr"])] == "KILLED"  # by its helper, which saw its trainer die
+    # trial 3 (loky stops every worker when one dies) may be killed before its run exists
+    assert len(status) >= 4 and "RUNNING" not in status.values() and all(r.info.status != "RUNNING" for r in runs)
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """Two Ray nodes of one CPU each on this machine (a head and a worker that joins it),
+    started where the tests' commands run: jobs write relative paths there."""
+    ray = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [ray, "start", "--num-cpus=1", "--disable-usage-stats"]
+    try:
+        for extra in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
+            node = subprocess.run([*start, *extra], cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120)
+            assert node.returncode == 0, node.stderr[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_sweep_on_a_two_node_ray_cluster_with_postgresql_and_an_mlflow_server(tmp_path, postgres, ray_cluster):
+    server = MlflowServer(tmp_path / "server").start()
+    try:
+        ray = ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_cluster}"]
+        ray += ["+hydra.launcher.ray.remote.num_cpus=1", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4"]
+        proc = run_cli(
+            *sweep_command(tmp_path, postgres, *ray, f"logger.tracking_uri={server.url}", steps="4096"),
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        trials = optuna.load_study(study_name=STUDY, storage=postgres).get_trials()
+        assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == States.COMPLETE for t in trials)
+        assert all(t.intermediate_values for t in trials)  # reports crossed from the Ray workers
+        # one CPU per node and per trial, two at once: both nodes trained
+        assert len({t.user_attrs[RAY_NODE_ATTR] for t in trials}) == 2
+        client = mlflow.MlflowClient(tracking_uri=server.url)
+        runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+        parents = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+        assert len(parents) == 1 and all(r.info.status == "FINISHED" for r in runs)
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+        assert len(children) == 4  # every trial once
+    finally:
+        server.kill()
+
+
+def test_submitit_runs_trials_as_jobs_of_their_own(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    submitit = ["hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3"]
+    proc = run_cli(*sweep_command(tmp_path, storage, *submitit, "logger=none", steps=str(SHORT)), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+    assert [t.state for t in trials] == [States.COMPLETE] * 3
+    assert len({t.user_attrs[JOB_ATTR] for t in trials}) == 3  # a process each
+    assert sorted(p.name for p in (tmp_path / "sweep").glob("[0-9]*")) == ["0", "1", "2"]
+    assert len(list((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))) == 3  # submitit's own logs
