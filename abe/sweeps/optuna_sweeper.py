@@ -85,6 +85,10 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     # true: hydra-optuna-sweeper's own loop, which asks n_jobs trials at a time and waits for
     # the slowest of them before it asks again (kept to measure what abe's slots save).
     wait_for_batch: bool = False
+    # Seconds between the heartbeats of this sweeper's RUNNING trials in the study. A trial
+    # whose heartbeat is 4 beats old is marked FAIL by the next sweeper that opens the study,
+    # on any machine (0: off; then only trials of a dead sweeper on this machine are found).
+    heartbeat_s: int = 30
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
@@ -101,6 +105,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         confirm_top: int,
         confirm_seeds: int,
         wait_for_batch: bool,
+        heartbeat_s: int,
         **kwargs,
     ) -> None:
         check_options(pruner, pruner_warmup, pruner_keep, prune_on)
@@ -110,7 +115,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         self.sweeper.fail_running_trials = fail_running_trials
         self.sweeper.prune_on = prune_on
         self.sweeper.confirm_top, self.sweeper.confirm_seeds = confirm_top, confirm_seeds
-        self.sweeper.wait_for_batch = wait_for_batch
+        self.sweeper.wait_for_batch, self.sweeper.heartbeat_s = wait_for_batch, heartbeat_s
 
 
 # Set when a sweep ended without one finished trial: run.py then exits 1.
@@ -168,12 +173,15 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     confirm_top: int = 3
     confirm_seeds: int = 5
     wait_for_batch: bool = False
+    heartbeat_s: int = 30
     slots: Slots | None = None
 
     def sweep(self, arguments: list[str]) -> None:
         if self.storage is None and self.pruner_spec != "none":
             log.warning("hydra.sweeper.storage is not set: trials cannot report to the study, so no pruning")
         self._asked: list[int] = []  # this sweeper's trials (other sweepers may share the study)
+        # Optuna beats for trials of Study.optimize only; abe's slots beat for their trials
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         try:
             if self.wait_for_batch:  # the stock loop: batches of n_jobs trials (for comparison)
                 with mock.patch.object(_impl.optuna, "create_study", self._create_study):
@@ -219,7 +227,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             load_if_exists=True,
         )
         log.info("Study %s in %s; sampler %s", study.study_name, self.storage, type(self.sampler).__name__)
-        self.slots = Slots(self._launch_one, self._slot_count())
+        self.slots = Slots(self._launch_one, self._slot_count(), study._storage, self.heartbeat_s)
         for launcher_log in QUIET_LAUNCHER_LOGS:  # "launching 1 job(s) #0 ..." for every trial
             logging.getLogger(launcher_log).setLevel(logging.WARNING)
         self._run_trials(lambda trial: self._configure_trials([trial], space, fixed_params, fixed_overrides)[0])
@@ -312,19 +320,31 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         if running & set(self._asked):
             log.warning("%s: marked trial(s) %s FAIL", why, sorted(running & set(self._asked)))
 
+    @staticmethod
+    def _fail_abandoned(study: optuna.Study) -> None:
+        """RUNNING trials left by a sweeper that died: one that stopped its heartbeat (on any
+        machine), or one on this machine whose process is gone."""
+
+        def running() -> list[optuna.trial.FrozenTrial]:
+            return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+        before = len(running())
+        optuna.storages.fail_stale_trials(study)
+        abandoned = [t for t in running() if sweeper_is_gone(t.user_attrs.get(OWNER_ATTR))]
+        for trial in abandoned:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        if before - len(running()):
+            log.warning("marked %d trial(s) of a stopped sweeper FAIL", before - len(running()))
+
     def _create_study(self, **kwargs) -> optuna.Study:
         if isinstance(kwargs.get("storage"), str):
-            kwargs["storage"] = open_storage(kwargs["storage"])
+            kwargs["storage"] = open_storage(kwargs["storage"], self.heartbeat_s or None)
         study = _create_study(pruner=make_pruner(self.pruner_spec), **kwargs)
         if SETTINGS_ATTR not in study.user_attrs:  # what its values mean (checked by run.py: abe.sweeps.study)
             searched = searched_keys(list(self.config.hydra.overrides.task), self.params)
             study.set_user_attr(SETTINGS_ATTR, study_settings(self.config, searched))
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        abandoned = [t for t in running if sweeper_is_gone(t.user_attrs.get(OWNER_ATTR))]
-        for trial in abandoned if self.fail_running_trials else []:  # left RUNNING by a killed sweep
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        if abandoned:
-            log.warning("marked %d trial(s) of an interrupted sweep as FAIL", len(abandoned))
+        if self.fail_running_trials:
+            self._fail_abandoned(study)
         tell = study.tell
 
         def tell_and_report(*args, **kwargs):

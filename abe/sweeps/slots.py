@@ -42,10 +42,24 @@ class Ended:
 
 
 class Slots:
-    def __init__(self, launch: Callable[[Sequence[str], int], JobReturn], size: int) -> None:
+    def __init__(
+        self, launch: Callable[[Sequence[str], int], JobReturn], size: int, storage=None, heartbeat_s: float = 0
+    ) -> None:
         self.launch, self.size = launch, size
         self.running: dict[int, optuna.Trial] = {}  # by trial number
         self._ended: queue.Queue[Ended] = queue.Queue()
+        if storage is not None and heartbeat_s:
+            beat = threading.Thread(target=self._beat, args=(storage, heartbeat_s), name="abe-heartbeat", daemon=True)
+            beat.start()
+
+    def _beat(self, storage, interval: float) -> None:
+        """The running trials' heartbeats: a sweeper that stops beating (killed, its machine
+        lost) leaves trials that the next sweeper on the study marks FAIL."""
+        while True:
+            for trial in list(self.running.values()):
+                with contextlib.suppress(Exception):  # a trial that just ended; a storage hiccup
+                    storage.record_heartbeat(trial._trial_id)
+            time.sleep(interval)
 
     @property
     def free(self) -> int:

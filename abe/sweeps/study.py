@@ -9,6 +9,7 @@ it, in one line that names the differences and how to start a new study.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import optuna
@@ -25,6 +26,7 @@ CONNECT_TIMEOUT_S = 5  # a PostgreSQL server that does not answer fails the chec
 # sqlite lets one writer in at a time; the others wait up to this long for the lock
 # (Python's default is 5 s: two sweepers on one study then failed with "database is locked").
 SQLITE_BUSY_TIMEOUT_S = 60
+HEARTBEAT_GRACE = 4  # heartbeats a sweeper may miss (a busy machine) before its trials count as abandoned
 
 
 def searched_keys(task_overrides: list[str], params: Mapping | None) -> set[str]:
@@ -54,8 +56,10 @@ def study_settings(cfg: DictConfig, searched: set[str] = frozenset()) -> dict[st
     return found
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The study storage at `url`; one line naming it and what to do if it cannot be opened."""
+def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.BaseStorage:
+    """The study storage at `url`; one line naming it and what to do if it cannot be opened.
+    With `heartbeat_s`, RUNNING trials whose heartbeat is older than HEARTBEAT_GRACE x
+    heartbeat_s count as stale (their sweeper died, on whatever machine)."""
     kwargs = {}
     if url.startswith("postgresql"):
         kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
@@ -65,8 +69,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if path is not None and not path.is_absolute():  # like Hydra's run dirs: made under the working dir
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with opening(url):
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with opening(url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+            grace = heartbeat_s and HEARTBEAT_GRACE * heartbeat_s
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=grace
+            )
     except Exception as ex:  # missing folder or driver, refused connection, bad credentials, malformed URL
         reason = mask_secrets(first_line(ex)).split(" (Background on this error")[0]
         raise ConfigError(

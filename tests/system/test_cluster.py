@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -133,3 +134,35 @@ def test_submitit_runs_trials_as_jobs_of_their_own(tmp_path):
     assert len({t.user_attrs[JOB_ATTR] for t in trials}) == 3  # a process each
     assert sorted(p.name for p in (tmp_path / "sweep").glob("[0-9]*")) == ["0", "1", "2"]
     assert len(list((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))) == 3  # submitit's own logs
+
+
+def test_trials_of_a_sweeper_that_stopped_its_heartbeat_fail_on_any_machine(tmp_path, postgres):
+    """Another machine's sweeper died while its trial ran: its heartbeat went stale. One of
+    a live sweeper elsewhere (beating) and one from before heartbeats stay RUNNING."""
+    storage = optuna.storages.RDBStorage(postgres, heartbeat_interval=1, grace_period=4)
+    study = optuna.create_study(study_name="elsewhere", storage=storage, direction="maximize")
+    dead, alive, unknown = (study.ask() for _ in range(3))
+    for trial, owner in ((dead, "node-7:4242"), (alive, "node-8:4243"), (unknown, "node-9:4244")):
+        trial.set_user_attr("abe_sweeper", owner)
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(5)  # 4 beats of 1 s missed
+    done = threading.Event()
+
+    def beat():  # the live sweeper elsewhere
+        while not done.wait(0.5):
+            storage.record_heartbeat(alive._trial_id)
+
+    threading.Thread(target=beat, daemon=True).start()
+    try:
+        proc = run_cli(
+            *sweep_command(tmp_path, postgres, "logger=none", "hydra.sweeper.n_trials=1", steps=str(SHORT)),
+            "hydra.sweeper.study_name=elsewhere",
+            "hydra.sweeper.heartbeat_s=1",
+            timeout=300,
+        )
+    finally:
+        done.set()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "marked 1 trial(s) of a stopped sweeper FAIL" in proc.stdout + proc.stderr
+    states = [t.state for t in optuna.load_study(study_name="elsewhere", storage=postgres).get_trials()]
+    assert states == [States.FAIL, States.RUNNING, States.RUNNING, States.COMPLETE]
