@@ -291,7 +291,11 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             self.study.tell(ended.trial, state=optuna.trial.TrialState.FAIL)
             log.warning("trial #%d failed: %s", ended.trial.number, reason)
             return ex
-        self.study.tell(ended.trial, values=[value])
+        try:
+            self.study.tell(ended.trial, values=[value])
+        except RuntimeError as ex:  # the grid sampler stops the study when its grid is done
+            if "Study.stop" not in str(ex):
+                raise
         return None
 
     def _write_results(self) -> None:

@@ -123,3 +123,16 @@ def test_a_bad_plain_config_names_the_key_and_what_is_allowed(make_cfg, change, 
     with pytest.raises(ConfigError) as error:
         Config.from_dict(plain)
     assert str(error.value).startswith(message), error.value
+
+
+def test_the_slurm_preset_is_the_submitit_launcher_with_abes_defaults():
+    from abe.commands.hydra_edge import compose
+
+    launcher = compose(["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], with_hydra=True).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.cpus_per_task, launcher.timeout_min, launcher.max_num_timeout) == (
+        "cpu",
+        2,
+        120,
+        3,
+    )
