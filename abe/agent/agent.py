@@ -33,6 +33,7 @@ class Agent:
     normalizer: ObservationNormalizer
     actions: ActionScaling
     normalize_advantage: bool  # per update, to mean 0 and std 1 (not in Tianshou's A2C)
+    sde_sample_freq: int = -1  # gSDE: new noise matrices every this many env steps (-1: once per rollout)
 
     @property
     def policy(self) -> ProbabilisticActorPolicy:
@@ -70,7 +71,7 @@ def build_agent(cfg: Config, observation_space: gym.spaces.Box, action_space: gy
     if net.ortho_init:
         orthogonal_init(mean_net, output_gain=0.01)
         orthogonal_init(value_net, output_gain=1.0)
-    actor = GaussianActor(mean_net, act_dim, net.log_std_init, device).to(device)
+    actor = GaussianActor(mean_net, act_dim, net.log_std_init, device, sde=net.sde).to(device)
     critic = Critic(value_net, device).to(device)
 
     policy = ProbabilisticActorPolicy(
@@ -101,4 +102,5 @@ def build_agent(cfg: Config, observation_space: gym.spaces.Box, action_space: gy
         normalizer=ObservationNormalizer(obs_dim, enabled=cfg.algo.normalize_obs),
         actions=ActionScaling(action_space.low, action_space.high),
         normalize_advantage=cfg.algo.normalize_advantage,
+        sde_sample_freq=cfg.algo.sde_sample_freq,
     )

@@ -56,20 +56,38 @@ def as_tensor(obs: np.ndarray | torch.Tensor, device: torch.device | str) -> tor
 
 
 class GaussianActor(nn.Module):
-    """Mean from an MLP, std from one learned log-std per action dimension."""
+    """Mean from an MLP; std from one learned log-std per action dimension or, with
+    `sde`, state-dependent (gSDE, Raffin et al. 2021): the action is
+    mean + latent(s) @ E, where latent(s) is the mean net's last hidden layer and E a
+    (latent, action) matrix of N(0, exp(log_std)^2) entries, drawn per env and held for
+    several steps (abe.agent.sde). For a given s the action is Gaussian with variance
+    latent(s)^2 @ exp(log_std)^2 per action dimension: `forward` returns that std, so
+    log-probabilities are exact. As in SB3, the latent is detached in the std: the
+    features learn from the mean only."""
 
-    def __init__(self, mean_net: nn.Sequential, action_dim: int, log_std_init: float, device: str):
+    SDE_EPS = 1e-6  # added to the variance, as SB3 does (a zero latent has zero variance)
+
+    def __init__(self, mean_net: nn.Sequential, action_dim: int, log_std_init: float, device: str, sde: bool = False):
         super().__init__()
-        self.mean_net = mean_net
-        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
-        self.device = device
+        self.mean_net, self.sde, self.device = mean_net, sde, device
+        shape = (mean_net[-1].in_features, action_dim) if sde else (action_dim,)
+        self.log_std = nn.Parameter(torch.full(shape, float(log_std_init)))
 
     def forward(self, obs, state=None, info=None):  # Tianshou's actor signature
-        mean = self.mean_net(as_tensor(obs, self.device))
-        return (mean, self.std().expand_as(mean)), state
+        x = as_tensor(obs, self.device)
+        if not self.sde:
+            mean = self.mean_net(x)
+            return (mean, self.std().expand_as(mean)), state
+        latent = self.mean_net[:-1](x)
+        mean = self.mean_net[-1](latent)
+        return (mean, self.sde_std(latent)), state
 
     def std(self) -> torch.Tensor:
+        """Per action dimension; with `sde`, the (latent, action) matrix of the noise's stds."""
         return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+
+    def sde_std(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(latent.detach() ** 2 @ self.std() ** 2 + self.SDE_EPS)
 
 
 class Critic(nn.Module):

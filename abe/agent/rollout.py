@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from abe.agent.agent import Agent
+from abe.agent.sde import StateDependentNoise
 from abe.core.fast import inference_forward, sample_gaussian
 from abe.envs.envpool import EnvPoolVectorEnv
 from abe.envs.vector import SteppedInTurn, final_observations
@@ -51,6 +53,11 @@ class Rollout:
     def __init__(self, agent: Agent, envs, n_steps: int, seed: int, generator: torch.Generator | None = None):
         self.agent, self.envs, self.n_steps = agent, envs, n_steps
         self.generator = generator  # the action noise's stream; None: torch's global one
+        self.sde = (
+            StateDependentNoise(agent.actor, envs.num_envs, agent.sde_sample_freq, generator)
+            if agent.actor.sde
+            else None
+        )
         self.stepper = envs if isinstance(envs, EnvPoolVectorEnv) else SteppedInTurn(envs)
         num_envs = envs.num_envs
         # Gymnasium's SAME_STEP envs return the first obs of the next episode at once;
@@ -96,12 +103,23 @@ class Rollout:
         self._mean_net = inference_forward(agent.actor.mean_net)
         self._std = agent.actor.std()
         self._finished: list[float] = []
+        if self.sde is not None:
+            self._latent_net, self._head = inference_forward(agent.actor.mean_net[:-1]), agent.actor.mean_net[-1]
+            self.sde.draw()
 
     def _act(self, t: int, k: int) -> None:
         """Choose group k's actions at time t and send them to its envs."""
         group = self.stepper.groups[k]
-        mean = self._mean_net(torch.as_tensor(self.obs[group], device=self._device))
-        action = sample_gaussian(mean, self._std, self.generator).cpu().numpy()  # step by step: one stream
+        obs = torch.as_tensor(self.obs[group], device=self._device)
+        if self.sde is None:
+            mean = self._mean_net(obs)
+            action = sample_gaussian(mean, self._std, self.generator).cpu().numpy()  # step by step: one stream
+        else:
+            if k == 0 and self.sde.due(t):
+                self.sde.draw()
+            latent = self._latent_net(obs)
+            mean = F.linear(latent, self._head.weight, self._head.bias)
+            action = (mean + self.sde.perturbation(latent, group)).cpu().numpy()
         self.batch.obs[t, group], self.batch.act[t, group] = self.obs[group], action
         self.stepper.send(k, self.agent.actions.to_env(action))
 

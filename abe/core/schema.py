@@ -37,6 +37,8 @@ ADDED_LATER: dict[str, Any] = {
     "env.threads": 0,
     "algo.lr_decay": False,
     "algo.normalize_advantage": False,
+    "network.sde": False,
+    "algo.sde_sample_freq": -1,
 }
 
 
@@ -136,6 +138,7 @@ class NetworkConfig(Section):
         "initial log-std of the policy",
     )
     ortho_init: bool = rule(*BOOLEAN, "orthogonal init with a small policy output gain")
+    sde: bool = rule(*BOOLEAN, "state-dependent exploration (gSDE)")
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,11 @@ class AlgoConfig(Section):
     return_scaling: bool = rule(*BOOLEAN, "divide returns by their running std")
     normalize_advantage: bool = rule(*BOOLEAN, "per-update advantage normalisation")
     lr_decay: bool = rule(*BOOLEAN, "anneal lr linearly to 0 over the budget")
+    sde_sample_freq: int = rule(
+        lambda v: _integer(v) and (v == -1 or v >= 1),
+        "-1 (once per rollout) or an integer >= 1",
+        "env steps between gSDE noise draws",
+    )
 
 
 @dataclass(frozen=True)
