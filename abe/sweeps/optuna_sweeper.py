@@ -23,7 +23,6 @@ import shlex
 import socket
 import sys
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -33,11 +32,9 @@ import yaml
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Quote, QuotedString
-from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_optuna_sweeper import _impl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import OmegaConf, open_dict, read_write
 
 from abe.core.errors import ConfigError, first_line
 from abe.sweeps.confirmation import (
@@ -58,7 +55,7 @@ from abe.sweeps.pruning import (
     PRUNERS,
     make_pruner,
 )
-from abe.sweeps.slots import Ended, Slots
+from abe.sweeps.slots import Ended, Slots, trial_launcher
 from abe.sweeps.study import SETTINGS_ATTR, open_storage, searched_keys, study_settings
 
 log = logging.getLogger(__name__)
@@ -227,33 +224,18 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             load_if_exists=True,
         )
         log.info("Study %s in %s; sampler %s", study.study_name, self.storage, type(self.sampler).__name__)
-        self.slots = Slots(self._launch_one, self._slot_count(), study._storage, self.heartbeat_s)
+        size = self._slot_count()
+        self.slots = Slots(trial_launcher(self.launcher, size), size, study._storage, self.heartbeat_s)
         for launcher_log in QUIET_LAUNCHER_LOGS:  # "launching 1 job(s) #0 ..." for every trial
             logging.getLogger(launcher_log).setLevel(logging.WARNING)
         self._run_trials(lambda trial: self._configure_trials([trial], space, fixed_params, fixed_overrides)[0])
         self.job_idx = 1 + max(t.number for t in study.get_trials(deepcopy=False))  # confirmation jobs go after
 
     def _slot_count(self) -> int:
-        if isinstance(self.launcher, BasicLauncher):
-            if self.n_jobs > 1:
-                log.warning(
-                    "the basic launcher runs one trial at a time: use hydra/launcher=joblib for %d", self.n_jobs
-                )
+        if isinstance(self.launcher, BasicLauncher) and self.n_jobs > 1:
+            log.warning("the basic launcher runs one trial at a time: use hydra/launcher=joblib for %d", self.n_jobs)
             return 1
-        if type(self.launcher).__name__ == "RayLauncher":
-            from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
-
-            with read_write(self.launcher.ray_cfg), open_dict(self.launcher.ray_cfg):  # a killed trial FAILs:
-                # Ray's default would re-run it up to 3 times in the same job dir
-                self.launcher.ray_cfg.remote.setdefault("max_retries", 0)
-            # once here: the slots' threads would race to ray.init
-            start_ray(OmegaConf.create(OmegaConf.to_container(self.launcher.ray_cfg.init, resolve=True)))
         return self.n_jobs
-
-    def _launch_one(self, overrides: Sequence[str], number: int) -> JobReturn:
-        """A trial's job, numbered as its trial (job dirs continue across resumes)."""
-        log.info("trial #%d: %s", number, " ".join(filter_overrides(overrides)))
-        return self.launcher.launch([overrides], initial_job_idx=number)[0]
 
     def _run_trials(self, configure) -> None:
         """Keep every slot busy until n_trials trials were asked and all have ended."""
