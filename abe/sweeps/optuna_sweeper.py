@@ -315,7 +315,9 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
         before = len(running())
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         abandoned = [t for t in running() if sweeper_is_gone(t.user_attrs.get(OWNER_ATTR))]
         for trial in abandoned:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)

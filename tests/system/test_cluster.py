@@ -2,6 +2,7 @@
 is refilled), a two-node Ray cluster with PostgreSQL and an MLflow server, and submitit."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from abe import PROJECT_ROOT
 from abe.sweeps.optuna_sweeper import FAIL_ATTR
 from abe.sweeps.pruning import JOB_ATTR, RAY_NODE_ATTR
 from tests.cli.test_optuna import SMALL, States
+from tests.cli.test_readme import readme_commands
 from tests.conftest import USER_DIR, MlflowServer, free_port, run_cli
 
 STUDY = "lr_gamma-Pendulum-v1"
@@ -84,12 +86,12 @@ def test_a_slot_is_refilled_the_moment_its_trial_ends_even_when_the_trial_was_ki
 
 @pytest.fixture
 def ray_cluster(tmp_path):
-    """Two Ray nodes of one CPU each on this machine (a head and a worker that joins it),
+    """Two Ray nodes of two CPUs each on this machine (a head and a worker that joins it),
     started where the tests' commands run: jobs write relative paths there."""
     ray = str(Path(sys.executable).parent / "ray")
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    start = [ray, "start", "--num-cpus=1", "--disable-usage-stats"]
+    start = [ray, "start", "--num-cpus=2", "--disable-usage-stats"]
     try:
         for extra in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
             node = subprocess.run([*start, *extra], cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120)
@@ -99,27 +101,38 @@ def ray_cluster(tmp_path):
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
-def test_a_sweep_on_a_two_node_ray_cluster_with_postgresql_and_an_mlflow_server(tmp_path, postgres, ray_cluster):
+def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlflow_server(
+    tmp_path, postgres, ray_cluster
+):
+    [command] = [c for c in readme_commands() if "hydra/launcher=ray" in c]
+    places = {"HEAD:6379": ray_cluster, "postgresql+psycopg2://abe@db/optuna": postgres}
     server = MlflowServer(tmp_path / "server").start()
+    places |= {"http://mlflow:5000": server.url, "/shared/abe/hc-lr-gamma": str(tmp_path / "sweep")}
+    for placeholder, here in places.items():
+        assert placeholder in command
+        command = command.replace(placeholder, here)
+    small = ["trainer.total_steps=256", "trainer.num_envs=2", "trainer.eval_every=128", "trainer.eval_episodes=1"]
+    small += [
+        "trainer.progress_bar=false",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.confirm_top=0",
+        "hydra.sweeper.pruner=none",
+    ]
     try:
-        ray = ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_cluster}"]
-        ray += ["+hydra.launcher.ray.remote.num_cpus=1", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4"]
-        proc = run_cli(
-            *sweep_command(tmp_path, postgres, *ray, f"logger.tracking_uri={server.url}", steps="4096"),
-            timeout=600,
-        )
+        proc = run_cli(*shlex.split(command.removeprefix("python run.py ")), *small, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        trials = optuna.load_study(study_name=STUDY, storage=postgres).get_trials()
+        trials = optuna.load_study(study_name="lr_gamma-HalfCheetah-v5", storage=postgres).get_trials()
         assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == States.COMPLETE for t in trials)
         assert all(t.intermediate_values for t in trials)  # reports crossed from the Ray workers
-        # one CPU per node and per trial, two at once: both nodes trained
+        # two CPUs per node and per trial, two trials at once: both nodes trained
         assert len({t.user_attrs[RAY_NODE_ATTR] for t in trials}) == 2
         client = mlflow.MlflowClient(tracking_uri=server.url)
-        runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+        runs = client.search_runs([client.get_experiment_by_name("HalfCheetah-v5").experiment_id])
         parents = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
         assert len(parents) == 1 and all(r.info.status == "FINISHED" for r in runs)
-        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-        assert len(children) == 4  # every trial once
+        jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+        seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {j.info.run_id for j in jobs}]
+        assert len(jobs) == 4 and len(seeds) == 16  # every trial once, its 4 seeds nested under it
     finally:
         server.kill()
 
