@@ -15,7 +15,18 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_the_options_of_the_public_contract():
-    assert options("env") == ["halfcheetah", "hopper", "mountaincar", "pendulum", "walker2d"]
+    assert options("env") == [
+        "ant",
+        "halfcheetah",
+        "hopper",
+        "inverted_double_pendulum",
+        "inverted_pendulum",
+        "mountaincar",
+        "pendulum",
+        "reacher",
+        "swimmer",
+        "walker2d",
+    ]
     assert options("optimizer") == ["adam", "rmsprop", "sgd"]
     assert {"tutorial4", "halfcheetah"} <= set(options("experiment"))
     # experiments/ at the top level is the `experiment` group (conf/experiment links to it)

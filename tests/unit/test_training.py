@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from abe import CONFIG_DIR
 from abe.agent.agent import build_agent
 from abe.agent.rollout import Rollout
 from abe.core.result import OBJECTIVE
@@ -13,7 +14,7 @@ from abe.training.loop import train, train_seeds
 from abe.training.seeding import seed_everything
 from tests.conftest import TINY
 
-ENV_PRESETS = ["pendulum", "mountaincar", "halfcheetah", "hopper", "walker2d"]
+ENV_PRESETS = sorted(p.stem for p in (CONFIG_DIR / "env").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("env", ENV_PRESETS)
