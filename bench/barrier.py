@@ -41,12 +41,18 @@ def sweep(mode: str, trials: int, steps: int, folder: Path) -> dict:
     study = optuna.load_study(study_name="lr_gamma-HalfCheetah-v5", storage=f"sqlite:///{db}")
     states = [t.state.name for t in study.trials]
     steps_run = sum(max(t.intermediate_values, default=0) for t in study.trials)
+    seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials]
+    # a batch's slot idles from its trial's end to its batch's end (trials numbered in asking order)
+    batches = [seconds[i : i + 2] for i in range(0, len(seconds), 2)]
+    idle = sum(max(b) - x for b in batches for x in b) if mode == "batches" else 0.0
     return {
         "wall_s": wall,
         "complete": states.count("COMPLETE"),
         "pruned": states.count("PRUNED"),
         "env_steps": steps_run,
         "best": study.best_value,
+        "trial_s": sum(seconds),
+        "idle_slot_s": idle,
     }
 
 
@@ -72,13 +78,14 @@ def main() -> None:
         f"`{' '.join(['python', 'bench/barrier.py', *sys.argv[1:]])}`; {args.steps:,} env steps per trial, "
         f"evaluated every {args.steps // 12:,}; same sampler seed (0) for both.",
         "",
-        "| round | loop | wall time (s) | complete | pruned | env steps run | best |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| round | loop | wall time (s) | complete | pruned | env steps run | best | trial time, summed (s) "
+        "| slot time idle at the barrier (s) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r, mode, res in rows:
         lines.append(
             f"| {r} | {mode} | {res['wall_s']:.0f} | {res['complete']} | {res['pruned']} | {res['env_steps']:,} "
-            f"| {res['best']:.1f} |"
+            f"| {res['best']:.1f} | {res['trial_s']:.0f} | {res['idle_slot_s']:.0f} |"
         )
     lines += [
         "",

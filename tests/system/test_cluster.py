@@ -114,7 +114,7 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
     small = ["trainer.total_steps=256", "trainer.num_envs=2", "trainer.eval_every=128", "trainer.eval_episodes=1"]
     small += [
         "trainer.progress_bar=false",
-        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_trials=2",
         "hydra.sweeper.confirm_top=0",
         "hydra.sweeper.pruner=none",
     ]
@@ -122,9 +122,9 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         proc = run_cli(*shlex.split(command.removeprefix("python run.py ")), *small, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         trials = optuna.load_study(study_name="lr_gamma-HalfCheetah-v5", storage=postgres).get_trials()
-        assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == States.COMPLETE for t in trials)
+        assert [t.number for t in trials] == [0, 1] and all(t.state == States.COMPLETE for t in trials)
         assert all(t.intermediate_values for t in trials)  # reports crossed from the Ray workers
-        # two CPUs per node and per trial, two trials at once: both nodes trained
+        # two CPUs per node and per trial, both trials at once: both nodes trained
         assert len({t.user_attrs[RAY_NODE_ATTR] for t in trials}) == 2
         client = mlflow.MlflowClient(tracking_uri=server.url)
         runs = client.search_runs([client.get_experiment_by_name("HalfCheetah-v5").experiment_id])
@@ -132,7 +132,7 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         assert len(parents) == 1 and all(r.info.status == "FINISHED" for r in runs)
         jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
         seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {j.info.run_id for j in jobs}]
-        assert len(jobs) == 4 and len(seeds) == 16  # every trial once, its 4 seeds nested under it
+        assert len(jobs) == 2 and len(seeds) == 8  # every trial once, its 4 seeds nested under it
     finally:
         server.kill()
 
