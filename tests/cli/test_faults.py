@@ -121,11 +121,11 @@ JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_j
 
 
 @pytest.mark.parametrize(
-    "launcher,stop",
-    [(["hydra.sweeper.n_jobs=1"], "SIGTERM"), (JOBLIB, "SIGTERM"), (JOBLIB, "Ctrl-C")],
+    "launcher,stop,resume",
+    [(["hydra.sweeper.n_jobs=1"], "SIGTERM", False), (JOBLIB, "SIGTERM", False), (JOBLIB, "Ctrl-C", True)],
     ids=["basic-SIGTERM", "joblib-SIGTERM", "joblib-Ctrl-C"],
 )
-def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, launcher, stop):
+def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, launcher, stop, resume):
     store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
     command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *launcher]
     command += [
@@ -164,11 +164,14 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
     parents = [(r.info.status, r.data.tags.get("error")) for r in runs if r.data.tags.get("abe.sweep") == "parent"]
     assert [p[0] for p in parents] == ["KILLED"], (parents, err[-2000:])
 
-    # the same command goes on with the same study
+    if not resume:  # the same for every way of stopping: tested once
+        return
+    # the same command goes on with the same study, its job dir numbered after the others
     again = run_cli(*command[2:], "hydra.sweeper.n_trials=1", env={"MLFLOW_TRACKING_URI": ""})
     assert again.returncode == 0, again.stderr[-3000:]
     after = [t.state.name for t in load_trials(study)]
     assert after[: len(before)] == before and after[len(before) :] == ["COMPLETE"], after
+    assert (sweep_dir / str(len(before)) / "result.json").exists()
 
 
 def load_trials(study) -> list:
