@@ -1,4 +1,5 @@
-"""hydra-optuna-sweeper with pruning, abandoned-trial cleanup, progress and plots.
+"""hydra-optuna-sweeper with pruning, no batch barrier, abandoned-trial cleanup,
+confirmation on held-out seeds, progress and plots.
 
 Hydra runs each trial as a job, possibly in another process (joblib launcher), so
 the job never sees the sweeper's `optuna.Trial`. abe crosses that boundary through
@@ -7,9 +8,12 @@ variables (`hydra.job.env_set`); the job reports to the same study and marks its
 PRUNED itself (abe.sweeps.pruning). The sweeper then `tell`s with
 `skip_if_finished=True`, so trials that their job already finished are left as they are.
 
+Trials run in `n_jobs` slots, the next asked as soon as one ends (abe.sweeps.slots);
+each RUNNING trial records its sweeper and beats in the study, so a sweeper that opens
+the study can fail the trials of one that died, on any machine.
+
 Selected with `hydra/sweeper=abe_optuna` (what `hparams_search=lr_gamma` does); it
-takes every option of hydra-optuna-sweeper plus `pruner`, `pruner_warmup`,
-`pruner_keep`, `prune_on` and `fail_running_trials`.
+takes every option of hydra-optuna-sweeper plus those of AbeOptunaSweeperConf.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         heartbeat_s: int,
         **kwargs,
     ) -> None:
-        check_options(pruner, pruner_warmup, pruner_keep, prune_on)
+        check_options(pruner, pruner_warmup, pruner_keep, prune_on, heartbeat_s)
         super().__init__(**kwargs)
         self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
         self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}:{pruner_keep}"
@@ -147,8 +151,10 @@ def sweeper_is_gone(owner: str | None) -> bool:
     return False
 
 
-def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str) -> None:
+def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str, heartbeat_s: int = 30) -> None:
     """abe's own sweeper options; run.py checks them before a sweep starts (abe.commands.hydra_edge)."""
+    if not isinstance(heartbeat_s, int) or isinstance(heartbeat_s, bool) or heartbeat_s < 0:
+        raise ConfigError(f"hydra.sweeper.heartbeat_s: got {heartbeat_s!r}; allowed: an integer >= 0 (seconds; 0: off)")
     if pruner not in PRUNERS:
         raise ConfigError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
     if not 0.0 <= pruner_warmup < 1.0:

@@ -60,7 +60,7 @@ def _joblib(launcher) -> Launch:
     from hydra.core.utils import setup_globals
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib import effective_n_jobs
-    from joblib.externals.loky import get_reusable_executor
+    from joblib.executor import get_memmapping_executor
 
     setup_globals()
     workers = effective_n_jobs(launcher.joblib.get("n_jobs", -1))
@@ -68,7 +68,9 @@ def _joblib(launcher) -> Launch:
 
     def launch(overrides: Sequence[str], number: int) -> JobReturn:
         log.info("trial #%d: %s", number, " ".join(filter_overrides(overrides)))
-        executor = get_reusable_executor(max_workers=workers)  # a new one if a dead worker broke the last
+        # joblib's own reusable executor (Parallel, which runs the confirmation jobs, reuses it); a
+        # new one if a dead worker broke the last
+        executor = get_memmapping_executor(workers)
         job = executor.submit(
             execute_job,
             number,

@@ -7,7 +7,11 @@ from abe.commands.hydra_edge import check_command_line
 from tests.conftest import run_cli
 
 CASES = [
-    (["env=atari"], "env: unknown option 'atari'; allowed: halfcheetah, hopper, mountaincar, pendulum, walker2d"),
+    (
+        ["env=atari"],
+        "env: unknown option 'atari'; allowed: ant, halfcheetah, hopper, inverted_double_pendulum, "
+        "inverted_pendulum, mountaincar, pendulum, reacher, swimmer, walker2d",
+    ),
     (["optimizer=adamw"], "optimizer: unknown option 'adamw'; allowed: adam, rmsprop, sgd"),
     (["env.id=HalfCheetah-v9"], "env.id: unknown Gymnasium environment 'HalfCheetah-v9'; did you mean"),
     (["env.id=CartPole-v1"], "env.id: 'CartPole-v1' has a Discrete action space; abe's A2C needs a continuous (Box)"),
@@ -35,6 +39,10 @@ CASES = [
     (
         ["-m", "hparams_search=lr_gamma", "hydra.sweeper.pruner_keep=2"],
         "hydra.sweeper.pruner_keep: got 2.0; allowed: a share of trials in (0, 1]",
+    ),
+    (
+        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.heartbeat_s=-5"],
+        "hydra.sweeper.heartbeat_s: got -5; allowed: an integer >= 0 (seconds; 0: off)",
     ),
     (
         ["-m", "hparams_search=lr_gamma", "hydra.sweeper.storage=sqlite:////no/such/folder/o.db"],
@@ -68,7 +76,7 @@ CASES = [
     # a sweep: every value of every grid and both bounds of every search interval, up front
     (["-m", "env=pendulum", "gama=0.9,0.99"], "unknown config key 'gama'; the top level has: lr, gamma, seed"),
     (["-m", "lr=1e-3,-1"], "lr: got -1; allowed: a number > 0, e.g. lr=3e-4 (a value of the sweep lr=1e-3,-1)"),
-    (["-m", "env=pendulum,foo"], "env: unknown option 'foo'; allowed: halfcheetah, hopper"),
+    (["-m", "env=pendulum,foo"], "env: unknown option 'foo'; allowed: ant, halfcheetah, hopper"),
     (["-m", "network.width=range(0,3)"], "network.width: got 0; allowed: an integer >= 1"),
     (
         ["-m", "env.kwargs.ctrl_cost_weight=0.1,-x"],

@@ -119,6 +119,9 @@ def test_two_parallel_workers_record_every_trial_once(tmp_path):
 def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(tmp_path):
     proc, study = sweep(
         tmp_path,
+        "hydra/launcher=joblib",  # trials and confirmations two at a time
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
         "n_seeds=2",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.pruner=none",

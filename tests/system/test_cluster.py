@@ -90,13 +90,17 @@ def ray_cluster(tmp_path):
     started where the tests' commands run: jobs write relative paths there."""
     ray = str(Path(sys.executable).parent / "ray")
     port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A home of its own: a local ray.init() (Ray 2.60) leaves ~/.ray/auth_token, and a node
+    # that finds one cannot join a head started without it (InvalidAuthToken)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home)}
     start = [ray, "start", "--num-cpus=2", "--disable-usage-stats"]
     try:
         for extra in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
             node = subprocess.run([*start, *extra], cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120)
             assert node.returncode == 0, node.stderr[-2000:]
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", str(home)
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
@@ -104,8 +108,9 @@ def ray_cluster(tmp_path):
 def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlflow_server(
     tmp_path, postgres, ray_cluster
 ):
+    address, home = ray_cluster
     [command] = [c for c in readme_commands() if "hydra/launcher=ray" in c]
-    places = {"HEAD:6379": ray_cluster, "postgresql+psycopg2://abe@db/optuna": postgres}
+    places = {"HEAD:6379": address, "postgresql+psycopg2://abe@db/optuna": postgres}
     server = MlflowServer(tmp_path / "server").start()
     places |= {"http://mlflow:5000": server.url, "/shared/abe/hc-lr-gamma": str(tmp_path / "sweep")}
     for placeholder, here in places.items():
@@ -119,7 +124,7 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         "hydra.sweeper.pruner=none",
     ]
     try:
-        proc = run_cli(*shlex.split(command.removeprefix("python run.py ")), *small, timeout=600)
+        proc = run_cli(*shlex.split(command.removeprefix("python run.py ")), *small, env={"HOME": home}, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         trials = optuna.load_study(study_name="lr_gamma-HalfCheetah-v5", storage=postgres).get_trials()
         assert [t.number for t in trials] == [0, 1] and all(t.state == States.COMPLETE for t in trials)
