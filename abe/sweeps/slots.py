@@ -4,7 +4,7 @@ Hydra's `Launcher.launch(jobs)` returns when every job of the batch has returned
 hydra-optuna-sweeper's batches wait for their slowest (or unpruned) trial. abe launches
 each trial as a job of its own, from its own thread, and the sweeper asks for the next
 trial as soon as any thread reports: through `launcher.launch([one job])` for the ray
-and submitit launchers, through loky's executor directly for joblib (see `_joblib`).
+and submitit launchers, through joblib's (loky) executor directly for joblib (`_joblib`).
 The basic launcher runs the job in the sweeper's process: one slot, in this thread.
 """
 
