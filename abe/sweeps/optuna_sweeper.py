@@ -33,7 +33,6 @@ from unittest import mock
 
 import optuna
 import yaml
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra_plugins.hydra_optuna_sweeper import _impl
@@ -125,12 +124,6 @@ found_nothing = False
 # The sweeper process that asked a trial, as host:pid.
 OWNER_ATTR = "abe_sweeper"
 FAIL_ATTR = "abe_fail_reason"  # why a trial failed, in one line
-QUIET_LAUNCHER_LOGS = (
-    "hydra._internal.core_plugins.basic_launcher",
-    "hydra_plugins.hydra_joblib_launcher",
-    "hydra_plugins.hydra_ray_launcher",
-    "hydra_plugins.hydra_submitit_launcher",
-)
 
 
 def sweeper_is_gone(owner: str | None) -> bool:
@@ -192,7 +185,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             else:
                 self._search(arguments)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run.py turns it into this)
-            if getattr(self, "slots", None) is not None:
+            if self.slots is not None:
                 self.slots.stop(self.study)
             self._fail_unfinished("interrupted")
             raise
@@ -230,18 +223,10 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             load_if_exists=True,
         )
         log.info("Study %s in %s; sampler %s", study.study_name, self.storage, type(self.sampler).__name__)
-        size = self._slot_count()
-        self.slots = Slots(trial_launcher(self.launcher, size), size, study._storage, self.heartbeat_s)
-        for launcher_log in QUIET_LAUNCHER_LOGS:  # "launching 1 job(s) #0 ..." for every trial
-            logging.getLogger(launcher_log).setLevel(logging.WARNING)
+        launch, size = trial_launcher(self.launcher, self.n_jobs)
+        self.slots = Slots(launch, size, study._storage, self.heartbeat_s)
         self._run_trials(lambda trial: self._configure_trials([trial], space, fixed_params, fixed_overrides)[0])
         self.job_idx = 1 + max(t.number for t in study.get_trials(deepcopy=False))  # confirmation jobs go after
-
-    def _slot_count(self) -> int:
-        if isinstance(self.launcher, BasicLauncher) and self.n_jobs > 1:
-            log.warning("the basic launcher runs one trial at a time: use hydra/launcher=joblib for %d", self.n_jobs)
-            return 1
-        return self.n_jobs
 
     def _run_trials(self, configure) -> None:
         """Keep every slot busy until n_trials trials were asked and all have ended."""

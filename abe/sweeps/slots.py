@@ -36,12 +36,28 @@ STOP_WAIT_S = 10.0  # after an interrupt: how long the trials' processes get to 
 Launch = Callable[[Sequence[str], int], JobReturn]  # (a trial's overrides, its number) -> its job's return
 
 
-def trial_launcher(launcher, slots: int) -> Launch:
-    """How to run one trial as a job of `launcher`, from any slot's thread."""
-    log.info("%d slot(s): the next trial starts when one ends", slots)
+# The launchers' own "launching 1 job(s), #0 ..." lines, said for every trial: abe says "trial #N" instead.
+QUIET_LAUNCHER_LOGS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher",
+    "hydra_plugins.hydra_ray_launcher",
+    "hydra_plugins.hydra_submitit_launcher",
+)
+
+
+def trial_launcher(launcher, n_jobs: int) -> tuple[Launch, int]:
+    """How to run one trial as a job of `launcher` from any slot's thread, and how many
+    slots it takes: `n_jobs`, but one for the basic launcher (its jobs run in this process)."""
     kind = type(launcher).__name__
+    slots = n_jobs
+    if kind == "BasicLauncher" and n_jobs > 1:
+        log.warning("the basic launcher runs one trial at a time: use hydra/launcher=joblib for %d", n_jobs)
+        slots = 1
+    log.info("%d slot(s): the next trial starts when one ends", slots)
+    for name in QUIET_LAUNCHER_LOGS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if kind == "JoblibLauncher":
-        return _joblib(launcher)
+        return _joblib(launcher), slots
     if kind == "RayLauncher":
         _start_ray(launcher)
 
@@ -49,7 +65,7 @@ def trial_launcher(launcher, slots: int) -> Launch:
         log.info("trial #%d: %s", number, " ".join(filter_overrides(overrides)))
         return launcher.launch([overrides], initial_job_idx=number)[0]
 
-    return launch
+    return launch, slots
 
 
 def _joblib(launcher) -> Launch:
