@@ -62,10 +62,16 @@ def trial_launcher(launcher, n_jobs: int) -> tuple[Launch, int]:
         _start_ray(launcher)
 
     def launch(overrides: Sequence[str], number: int) -> JobReturn:
-        log.info("trial #%d: %s", number, " ".join(filter_overrides(overrides)))
+        log.info("trial #%d: %s", number, shown(overrides))
         return launcher.launch([overrides], initial_job_idx=number)[0]
 
     return launch, slots
+
+
+def shown(overrides: Sequence[str]) -> str:
+    """A trial's overrides as the user wrote them: without Hydra's keys (e.g. the
+    `+hydra.job.env_set...` that tell the job its trial)."""
+    return " ".join(o for o in filter_overrides(overrides) if not o.lstrip("+~").startswith("hydra."))
 
 
 def _joblib(launcher) -> Launch:
@@ -83,7 +89,7 @@ def _joblib(launcher) -> Launch:
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
     def launch(overrides: Sequence[str], number: int) -> JobReturn:
-        log.info("trial #%d: %s", number, " ".join(filter_overrides(overrides)))
+        log.info("trial #%d: %s", number, shown(overrides))
         # joblib's own reusable executor (Parallel, which runs the confirmation jobs, reuses it); a
         # new one if a dead worker broke the last
         executor = get_memmapping_executor(workers)

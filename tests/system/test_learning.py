@@ -22,3 +22,26 @@ def test_halfcheetah_learns_well_above_random(make_cfg, tmp_path):
     assert random_return < -150
     assert result.eval_return_mean > 300, result.evaluations
     assert result.eval_return_mean > random_return + 450
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("option", "steps", "threshold"),
+    [
+        # env=inverted_pendulum balances for all 1000 steps by 100k (its budget: 200k); random: ~5.
+        ("inverted_pendulum", 100_000, 900),
+        # env=pendulum at half its budget: seed 0 swings up and holds (-170 here; random: about
+        # -1200; a policy that never swings up scores below -700).
+        ("pendulum", 500_000, -400),
+    ],
+)
+def test_an_env_option_learns_with_its_own_settings(make_cfg, tmp_path, option, steps, threshold):
+    cfg = make_cfg(
+        f"env={option}",
+        f"trainer.total_steps={steps}",
+        f"trainer.eval_every={steps // 2}",
+        "trainer.progress_bar=false",
+        "logger=none",
+    )
+    result = train(cfg, tmp_path)
+    assert result.eval_return_mean > threshold, result.evaluations

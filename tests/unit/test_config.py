@@ -53,7 +53,9 @@ def build(cfg):
 )
 def test_option_composes_and_builds(make_cfg, override):
     agent = build(make_cfg(override))
-    assert agent.actor.log_std.numel() == agent.policy.action_space.shape[0]
+    action_dim = agent.policy.action_space.shape[0]
+    assert agent.actor.mean_net[-1].out_features == action_dim
+    assert agent.actor.log_std.shape[-1] == action_dim  # (action_dim,), or (latent, action_dim) with gSDE
 
 
 def test_top_level_names_feed_the_objects_they_configure(make_cfg):

@@ -105,3 +105,10 @@ def test_held_out_seeds_are_disjoint_from_the_tuning_seeds_and_their_envs():
     with pytest.raises(ConfigError, match=r"hydra\.sweeper\.confirm_seeds: got 0; allowed: an integer >= 1"):
         check_confirmation(3, 0, 4, 32)
     assert HELD_OUT_OFFSET == 1000
+
+
+def test_a_trials_progress_line_shows_the_users_overrides_not_the_plumbing():
+    from abe.sweeps.slots import shown
+
+    overrides = ["lr=0.001", "gamma=0.9", "+hydra.job.env_set.ABE_OPTUNA_TRIAL_ID=3", "hydra.run.dir=x"]
+    assert shown(overrides) == "lr=0.001 gamma=0.9"
