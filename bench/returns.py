@@ -15,7 +15,8 @@ commands (logger=none); their run dirs stay under outputs/bench/returns/.
 
 Writes bench/results/returns.md (the README's table) and a performance profile beside it,
 and prints the table. A run of some of the options replaces their rows and keeps the others'
-when the table was made with the same seeds and overrides (the runs are deterministic).
+when the table was made with the same seeds and overrides; a finished run whose command and
+option file are unchanged is not trained again (the runs are deterministic; `--fresh` does).
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ OPTIONS = tuple(PUBLISHED)  # cheap ones first
 DEFAULT_FIRST_SEED = 1000  # held out: the screens and sweeps that chose the options' settings used seeds below 1000
 
 
-def train(option: str, seed: int, out: Path, overrides: list[str]) -> dict:
+def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool = False) -> dict:
+    """One run's row; a row saved by an earlier call with the same command and the same
+    option file is reused (runs are deterministic), so a stopped table continues."""
     run_dir = out / option / f"seed_{seed}"
     command = [
-        sys.executable,
         "run.py",
         f"env={option}",
         f"seed={seed}",
@@ -66,8 +68,15 @@ def train(option: str, seed: int, out: Path, overrides: list[str]) -> dict:
         f"hydra.run.dir={run_dir}",
         *overrides,
     ]
+    saved = run_dir / "bench_row.json"
+    key = {"command": command, "option_file": (ROOT / "conf" / "env" / f"{option}.yaml").read_text()}
+    if saved.exists() and not fresh:
+        record = json.loads(saved.read_text())
+        if record["key"] == key:
+            print(f"{option} seed {seed}: {record['row']['return']:.1f} (saved)", flush=True)
+            return record["row"]
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"option": option, "seed": seed, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     result = json.loads((run_dir / "result.json").read_text())
@@ -79,7 +88,7 @@ def train(option: str, seed: int, out: Path, overrides: list[str]) -> dict:
         except Exception as error:  # a diagnostic: never lose the benchmark's other runs to it
             print(f"{option} seed {seed}: posture check failed: {error}", flush=True)
     print(f"{option} seed {seed}: {result['eval/return_mean']:.1f}{' (on its back)' if back else ''}", flush=True)
-    return {
+    row = {
         "option": option,
         "seed": seed,
         "return": result["eval/return_mean"],
@@ -89,6 +98,8 @@ def train(option: str, seed: int, out: Path, overrides: list[str]) -> dict:
         "wall_s": wall_s,
         "on_its_back": back,
     }
+    saved.write_text(json.dumps({"key": key, "row": row}))
+    return row
 
 
 def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
@@ -230,6 +241,7 @@ def main() -> None:
         help="seeds first..first+N-1 (default: held out from tuning; try changes on other seeds)",
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true", help="train every run again, even where a saved row matches")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "returns")
     parser.add_argument("--table", type=Path, default=ROOT / "bench" / "results" / "returns.md")
     parser.add_argument("overrides", nargs="*", help="run.py overrides for every run (after --)")
@@ -237,7 +249,7 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     jobs = [(o, s) for o in args.envs.split(",") for s in seeds]
     with ThreadPoolExecutor(args.workers) as pool:
-        runs = list(pool.map(lambda job: train(*job, args.out, args.overrides), jobs))
+        runs = list(pool.map(lambda job: train(*job, args.out, args.overrides, args.fresh), jobs))
     text = table(runs, seeds, args.workers, args.overrides)
     if args.table.exists():
         text = keep_other_rows(args.table.read_text(), text)

@@ -28,8 +28,9 @@ def test_halfcheetah_learns_well_above_random(make_cfg, tmp_path):
 @pytest.mark.parametrize(
     ("option", "steps", "threshold"),
     [
-        # env=inverted_pendulum balances for all 1000 steps by 100k (its budget: 200k); random: ~5.
-        ("inverted_pendulum", 100_000, 900),
+        # env=inverted_pendulum at its own budget: seed 0 balances for all 1000 steps from 60k
+        # steps on (47 at 20k).
+        ("inverted_pendulum", 200_000, 900),
         # env=pendulum at half its budget: seed 0 swings up and holds (-170 here; random: about
         # -1200; a policy that never swings up scores below -700).
         ("pendulum", 500_000, -400),
