@@ -124,7 +124,7 @@ def runs_on_its_back(checkpoint: Path, seed: int) -> bool:
     return bool(np.mean(np.cos(pitch) < 0) > 0.5)  # cos: a full turn and back upright is upright
 
 
-def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]) -> str:
+def table(runs: list[dict], seeds: list[int], overrides: list[str]) -> str:
     lines = [
         f"| env option | env | budget (env steps) | per-seed final return (seeds {seeds[0]}-{seeds[-1]}; "
         "† on its back) | mean ± std | IQM [95% interval] | published A2C | wall time per run | env steps/s per run |",
@@ -150,7 +150,8 @@ def table(runs: list[dict], seeds: list[int], workers: int, overrides: list[str]
     first = f" --first-seed {seeds[0]}" if seeds[0] != DEFAULT_FIRST_SEED else ""
     extra = f" -- {' '.join(overrides)}" if overrides else ""
     lines.append(
-        f"\n{workers} runs at a time, one env-stepping thread each; published: {ZOO} (pendulum, mountaincar, "
+        "\nRuns trained side by side (`--workers`, 2 by default), one env-stepping thread each: wall times "
+        f"grow with what else runs; published: {ZOO} (pendulum, mountaincar, "
         f"swimmer, halfcheetah), {TIANSHOU} (the others); command: "
         f"`.venv/bin/python bench/returns.py --seeds {len(seeds)}{first}{extra}`"
     )
@@ -250,7 +251,7 @@ def main() -> None:
     jobs = [(o, s) for o in args.envs.split(",") for s in seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         runs = list(pool.map(lambda job: train(*job, args.out, args.overrides, args.fresh), jobs))
-    text = table(runs, seeds, args.workers, args.overrides)
+    text = table(runs, seeds, args.overrides)
     if args.table.exists():
         text = keep_other_rows(args.table.read_text(), text)
     args.table.parent.mkdir(parents=True, exist_ok=True)
