@@ -16,7 +16,8 @@ commands (logger=none); their run dirs stay under outputs/bench/returns/.
 Writes bench/results/returns.md (the README's table) and a performance profile beside it,
 and prints the table. A run of some of the options replaces their rows and keeps the others'
 when the table was made with the same seeds and overrides; a finished run whose command and
-option file are unchanged is not trained again (the runs are deterministic; `--fresh` does).
+option settings (its YAML, comments aside) are unchanged is not trained again (the runs are
+deterministic; `--fresh` does).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # abe: its statistics, and the HalfCheetah posture check
@@ -56,7 +59,7 @@ DEFAULT_FIRST_SEED = 1000  # held out: the screens and sweeps that chose the opt
 
 def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool = False) -> dict:
     """One run's row; a row saved by an earlier call with the same command and the same
-    option file is reused (runs are deterministic), so a stopped table continues."""
+    option settings is reused (runs are deterministic), so a stopped table continues."""
     run_dir = out / option / f"seed_{seed}"
     command = [
         "run.py",
@@ -69,7 +72,7 @@ def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool =
         *overrides,
     ]
     saved = run_dir / "bench_row.json"
-    key = {"command": command, "option_file": (ROOT / "conf" / "env" / f"{option}.yaml").read_text()}
+    key = {"command": command, "option": yaml.safe_load((ROOT / "conf" / "env" / f"{option}.yaml").read_text())}
     if saved.exists() and not fresh:
         record = json.loads(saved.read_text())
         if record["key"] == key:
