@@ -130,7 +130,7 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
     command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *launcher]
     command += [
         *PENDULUM,
-        "trainer.total_steps=40000",
+        "trainer.total_steps=200000",  # long enough that no trial ends before the stop
         "trainer.eval_every=5000",
         f"hydra.sweeper.storage=sqlite:///{study}",
     ]
