@@ -1,5 +1,6 @@
 """MLflow run status on failure and interruption; secrets; bad tracking URIs."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_a_sweep_whose_trials_all_fail_ends_its_parent_failed(tmp_path):
     [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
     assert parent.info.status == "FAILED"  # FINISHED before: a sweep that found nothing
     # Hydra stops a grid sweep on its first failed job: the parent says why
-    assert parent.data.tags["error"].startswith("TrainingDiverged: training diverged at 80 env steps")
+    assert re.match(r"TrainingDiverged: training diverged at \d+ env steps", parent.data.tags["error"])
     assert sorted(r.info.status for r in runs if r is not parent) == ["FAILED", "FAILED"]
 
 
