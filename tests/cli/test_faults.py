@@ -142,6 +142,9 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as in a terminal: a shell without job control starts background commands with SIGINT
+        # ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     training = len(launcher) - 1 if len(launcher) > 1 else 1  # trials training at once
