@@ -34,6 +34,9 @@ class Agent:
     actions: ActionScaling
     normalize_advantage: bool  # per update, to mean 0 and std 1 (not in Tianshou's A2C)
     sde_sample_freq: int = -1  # gSDE: new noise matrices every this many env steps (-1: once per rollout)
+    # Return scaling's std from each env's running discounted reward sum (algo.return_std_from=rewards):
+    # the sums, carried from rollout to rollout; None: from the updates' returns, as Tianshou does.
+    reward_sums: np.ndarray | None = None
 
     @property
     def policy(self) -> ProbabilisticActorPolicy:
@@ -103,4 +106,5 @@ def build_agent(cfg: Config, observation_space: gym.spaces.Box, action_space: gy
         actions=ActionScaling(action_space.low, action_space.high),
         normalize_advantage=cfg.algo.normalize_advantage,
         sde_sample_freq=cfg.algo.sde_sample_freq,
+        reward_sums=np.zeros(cfg.trainer.num_envs) if cfg.algo.return_std_from == "rewards" else None,
     )

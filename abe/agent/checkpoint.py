@@ -34,6 +34,8 @@ def save_checkpoint(agent: Agent, path: Path, cfg: Config, training: dict) -> No
         "normalizer": agent.normalizer.state_dict(),
         "return_rms": {"mean": float(ret_rms.mean), "var": float(ret_rms.var), "count": ret_rms.count},
     }
+    if agent.reward_sums is not None:
+        state["reward_sums"] = torch.from_numpy(agent.reward_sums.copy())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -77,3 +79,5 @@ def load_into(agent: Agent, state: dict) -> None:
     agent.normalizer.load_state_dict(state["normalizer"])
     ret_rms = agent.algorithm.ret_rms
     ret_rms.mean, ret_rms.var, ret_rms.count = (state["return_rms"][k] for k in ("mean", "var", "count"))
+    if agent.reward_sums is not None and "reward_sums" in state:
+        agent.reward_sums[:] = state["reward_sums"].numpy()

@@ -75,9 +75,13 @@ def advantages_and_targets(
 ) -> tuple[np.ndarray, np.ndarray]:
     """GAE advantages and the critic's targets for the valid transitions, flat.
 
-    With return scaling the critic predicts returns divided by their running std, so
-    its values are scaled up for GAE and the targets scaled down; the statistics take
-    in this rollout's returns afterwards."""
+    With return scaling the critic predicts returns divided by a running std, so its
+    values are scaled up for GAE and the targets scaled down; the statistics take in
+    this rollout's returns afterwards (Tianshou's way), or its discounted reward sums
+    (`agent.reward_sums`). Bootstrapped returns carry the critic's own values: on some
+    seeds a critic that overshoots widens the std, which scales its values up further,
+    and the std runs away (InvertedPendulum, Reacher: docs/lab-notes.md); reward sums
+    do not depend on the critic."""
     algo = agent.algorithm
     if algo.return_scaling:
         scale = np.sqrt(algo.ret_rms.var + algo._eps)
@@ -90,9 +94,24 @@ def advantages_and_targets(
     returns, advantages = returns.reshape(-1)[valid], advantages.reshape(-1)[valid]
     if algo.return_scaling:
         targets = returns / np.sqrt(algo.ret_rms.var + algo._eps)
-        algo.ret_rms.update(returns)
+        if agent.reward_sums is None:
+            algo.ret_rms.update(returns)
+        else:
+            algo.ret_rms.update(discounted_reward_sums(agent.reward_sums, batch, algo.gamma))
     else:
         targets = returns
     if agent.normalize_advantage:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     return advantages, targets
+
+
+def discounted_reward_sums(sums: np.ndarray, batch: RolloutBatch, gamma: float) -> np.ndarray:
+    """Each env's running discounted reward sum after each of the rollout's valid steps,
+    flat: G <- gamma * G + r, back to 0 after an episode ends (SB3's VecNormalize).
+    `sums` (one per env) carries over from the last rollout and is updated in place."""
+    after = np.zeros_like(batch.rew)
+    for t in range(batch.rew.shape[0]):
+        sums[:] = np.where(batch.valid[t], sums * gamma + batch.rew[t], sums)
+        after[t] = sums
+        sums[batch.terminated[t] | batch.truncated[t]] = 0.0
+    return after.reshape(-1)[batch.valid.reshape(-1)]

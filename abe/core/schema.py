@@ -27,6 +27,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
 ENV_BACKENDS = ("sync", "async", "envpool")
 LOGGERS = ("mlflow", "none")
+RETURN_STD_SOURCES = ("returns", "rewards")
 SEED_STATISTICS = STATISTICS
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -39,6 +40,7 @@ ADDED_LATER: dict[str, Any] = {
     "algo.normalize_advantage": False,
     "network.sde": False,
     "algo.sde_sample_freq": -1,
+    "algo.return_std_from": "returns",
 }
 
 
@@ -189,6 +191,11 @@ class AlgoConfig(Section):
     )
     normalize_obs: bool = rule(*BOOLEAN, "running mean/std observation normalisation")
     return_scaling: bool = rule(*BOOLEAN, "divide returns by their running std")
+    return_std_from: str = rule(
+        _one_of(RETURN_STD_SOURCES),
+        f"one of {', '.join(RETURN_STD_SOURCES)}",
+        "return scaling's std: of the updates' bootstrapped returns, or of each env's discounted reward sum",
+    )
     normalize_advantage: bool = rule(*BOOLEAN, "per-update advantage normalisation")
     lr_decay: bool = rule(*BOOLEAN, "anneal lr linearly to 0 over the budget")
     sde_sample_freq: int = rule(

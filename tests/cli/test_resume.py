@@ -149,7 +149,9 @@ def test_an_envpool_run_resumes_with_new_episodes_and_says_so(make_cfg, tmp_path
     assert [e["env_steps"] for e in result.evaluations] == [512, 1024, 1536, 2048]
 
 
-def test_a_k_seed_job_stopped_midway_resumes_every_seed_to_the_same_returns(make_cfg, tmp_path):
+# rewards: the reward sums carry over from rollout to rollout, so the checkpoint must hold them
+@pytest.mark.parametrize("return_std_from", ["returns", "rewards"])
+def test_a_k_seed_job_stopped_midway_resumes_every_seed_to_the_same_returns(make_cfg, tmp_path, return_std_from):
     from abe.training.callbacks import Callback, Checkpointer
     from abe.training.loop import train_seeds
 
@@ -158,7 +160,9 @@ def test_a_k_seed_job_stopped_midway_resumes_every_seed_to_the_same_returns(make
             self.stop_reason = "stopped on purpose"
             return False
 
-    cfg = make_cfg("env=pendulum", "n_seeds=2", "seed=3", "logger=none", *RUN[1:])
+    cfg = make_cfg(
+        "env=pendulum", "n_seeds=2", "seed=3", "logger=none", f"algo.return_std_from={return_std_from}", *RUN[1:]
+    )
     whole = train_seeds(cfg, [3, 4], [tmp_path / "whole" / "seed_3", tmp_path / "whole" / "seed_4"])
     job = tmp_path / "job"
     cut = [Checkpointer(member=0), Checkpointer(member=1), StopAtFirstEvaluation()]

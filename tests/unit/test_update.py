@@ -11,7 +11,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 
 from abe.agent.agent import build_agent
 from abe.agent.rollout import Rollout, RolloutBatch
-from abe.agent.update import a2c_update, gae
+from abe.agent.update import a2c_update, discounted_reward_sums, gae
 from abe.envs.vector import make_vector_env
 
 
@@ -112,6 +112,48 @@ def test_gae_by_hand():
     d1 = 2.0 - 0.25  # terminal: no bootstrap
     d0 = 1.0 + 0.9 * 0.25 - 0.5
     np.testing.assert_allclose(adv[:, 0], [d0 + 0.9 * 0.5 * d1, d1, d2])
+
+
+def test_reward_sums_by_hand():
+    # Two envs over two rollouts of two steps: env 0's episode terminates at step 1 of the
+    # first rollout, env 1's is truncated at step 0 of the second, and step 1 there is an
+    # EnvPool reset step (not a transition: its sum stays out and the sum stays 0).
+    sums, gamma = np.zeros(2), 0.5
+    first = RolloutBatch.empty(2, 2, 1, 1)
+    first.rew[:] = [[1.0, 2.0], [4.0, 8.0]]
+    first.terminated[1, 0] = True
+    np.testing.assert_allclose(discounted_reward_sums(sums, first, gamma), [1.0, 2.0, 4.5, 9.0])
+    np.testing.assert_allclose(sums, [0.0, 9.0])  # env 0 starts a new episode
+    second = RolloutBatch.empty(2, 2, 1, 1)
+    second.rew[:] = [[16.0, 32.0], [64.0, 0.0]]
+    second.truncated[0, 1] = True
+    second.valid[1, 1] = False
+    np.testing.assert_allclose(discounted_reward_sums(sums, second, gamma), [16.0, 36.5, 72.0])
+    np.testing.assert_allclose(sums, [72.0, 0.0])
+
+
+@pytest.mark.parametrize("source", ["returns", "rewards"])
+def test_the_return_std_from_rewards_ignores_the_critic(make_cfg, source):
+    # Tianshou's return scaling takes its std from bootstrapped returns, so a critic
+    # that overshoots widens it (the runaway on some seeds); from reward sums, it is the
+    # std of those sums whatever the critic says.
+    cfg = make_cfg("env=pendulum", "logger=none", "trainer.num_envs=3", f"algo.return_std_from={source}")
+    envs = make_vector_env("Pendulum-v1", 1)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    envs.close()
+    overshooting = copy.deepcopy(agent)
+    with torch.no_grad():
+        overshooting.critic.value_net[-1].bias.fill_(1000.0)
+    batch = random_rollout(np.random.default_rng(0))
+    for each in (agent, overshooting):
+        a2c_update(each, copy.deepcopy(batch))
+    stds = [np.sqrt(each.algorithm.ret_rms.var) for each in (agent, overshooting)]
+    if source == "rewards":
+        expected = np.std(discounted_reward_sums(np.zeros(3), batch, cfg.gamma))
+        np.testing.assert_allclose(stds, [expected, expected], rtol=1e-9)
+    else:
+        assert stds[1] > 10 * stds[0]
 
 
 def test_autoreset_steps_are_masked_out_and_change_nothing(make_cfg):
