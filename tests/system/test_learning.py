@@ -28,8 +28,8 @@ def test_halfcheetah_learns_well_above_random(make_cfg, tmp_path):
 @pytest.mark.parametrize(
     ("option", "steps", "threshold"),
     [
-        # env=inverted_pendulum at its own budget: seed 0 balances for all 1000 steps from 60k
-        # steps on (47 at 20k).
+        # env=inverted_pendulum at its own budget: seed 0 balances for all 1000 steps from 40k
+        # steps on (42 at 20k).
         ("inverted_pendulum", 200_000, 900),
         # env=pendulum at its own budget (~40 s here): seed 0 swings up and holds (-149.5; at
         # 500k it is still at -328; random: about -1200; seeds stuck in the tuning sweep ended
