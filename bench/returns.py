@@ -57,20 +57,33 @@ OPTIONS = tuple(PUBLISHED)  # cheap ones first
 DEFAULT_FIRST_SEED = 1000  # held out: the screens and sweeps that chose the options' settings used seeds below 1000
 
 
-def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool = False) -> dict:
-    """One run's row; a row saved by an earlier call with the same command and the same
-    option settings is reused (runs are deterministic), so a stopped table continues."""
-    run_dir = out / option / f"seed_{seed}"
-    command = [
+def run_command(option: str, seed: int, out: Path, overrides: list[str]) -> list[str]:
+    return [
         "run.py",
         f"env={option}",
         f"seed={seed}",
         "logger=none",
         "trainer.progress_bar=false",
         "env.threads=1",
-        f"hydra.run.dir={run_dir}",
+        f"hydra.run.dir={out / option / f'seed_{seed}'}",
         *overrides,
     ]
+
+
+def saved_row(option: str, seed: int, out: Path, overrides: list[str]) -> dict | None:
+    """The row an earlier call saved for this command, whatever the option's settings were then."""
+    saved = out / option / f"seed_{seed}" / "bench_row.json"
+    if not saved.exists():
+        return None
+    record = json.loads(saved.read_text())
+    return record["row"] if record["key"]["command"] == run_command(option, seed, out, overrides) else None
+
+
+def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool = False) -> dict:
+    """One run's row; a row saved by an earlier call with the same command and the same
+    option settings is reused (runs are deterministic), so a stopped table continues."""
+    run_dir = out / option / f"seed_{seed}"
+    command = run_command(option, seed, out, overrides)
     saved = run_dir / "bench_row.json"
     key = {"command": command, "option": yaml.safe_load((ROOT / "conf" / "env" / f"{option}.yaml").read_text())}
     if saved.exists() and not fresh:
@@ -234,6 +247,15 @@ def keep_other_rows(old: str, new: str) -> str:
     return "\n".join([*new_lines[:2], *(merged[o] for o in order), "", new_lines[-1]])
 
 
+def kept_rows(text: str, runs: list[dict], seeds: list[int], args: argparse.Namespace) -> list[dict]:
+    """The saved runs behind the table's rows that this call did not train, so that the
+    profile shows every option of the table."""
+    ran = {r["option"] for r in runs}
+    options = [line.split("|")[1].strip() for line in text.splitlines()[2:] if line.startswith("| ")]
+    rows = [saved_row(o, s, args.out, args.overrides) for o in options if o not in ran for s in seeds]
+    return [r for r in rows if r is not None]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default=",".join(OPTIONS), help="env options, comma-separated")
@@ -259,7 +281,9 @@ def main() -> None:
         text = keep_other_rows(args.table.read_text(), text)
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text + "\n")
-    plot = profile_plot(runs, args.table.with_name(args.table.stem + "_profile.png"))
+    order = {o: i for i, o in enumerate(OPTIONS)}
+    every_row = sorted(runs + kept_rows(text, runs, seeds, args), key=lambda r: order.get(r["option"], len(order)))
+    plot = profile_plot(every_row, args.table.with_name(args.table.stem + "_profile.png"))
     print(text + (f"\nperformance profile: {plot}" if plot else ""))
 
 
