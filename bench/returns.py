@@ -70,13 +70,16 @@ def run_command(option: str, seed: int, out: Path, overrides: list[str]) -> list
     ]
 
 
+def saved_record(run_dir: Path) -> dict | None:
+    """What an earlier call saved for this run dir: its key (command, option settings) and row."""
+    saved = run_dir / "bench_row.json"
+    return json.loads(saved.read_text()) if saved.exists() else None
+
+
 def saved_row(option: str, seed: int, out: Path, overrides: list[str]) -> dict | None:
     """The row an earlier call saved for this command, whatever the option's settings were then."""
-    saved = out / option / f"seed_{seed}" / "bench_row.json"
-    if not saved.exists():
-        return None
-    record = json.loads(saved.read_text())
-    return record["row"] if record["key"]["command"] == run_command(option, seed, out, overrides) else None
+    record = saved_record(out / option / f"seed_{seed}")
+    return record["row"] if record and record["key"]["command"] == run_command(option, seed, out, overrides) else None
 
 
 def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool = False) -> dict:
@@ -84,13 +87,11 @@ def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool =
     option settings is reused (runs are deterministic), so a stopped table continues."""
     run_dir = out / option / f"seed_{seed}"
     command = run_command(option, seed, out, overrides)
-    saved = run_dir / "bench_row.json"
     key = {"command": command, "option": yaml.safe_load((ROOT / "conf" / "env" / f"{option}.yaml").read_text())}
-    if saved.exists() and not fresh:
-        record = json.loads(saved.read_text())
-        if record["key"] == key:
-            print(f"{option} seed {seed}: {record['row']['return']:.1f} (saved)", flush=True)
-            return {**record["row"], "curve": learning_curve(run_dir)}
+    record = None if fresh else saved_record(run_dir)
+    if record and record["key"] == key:
+        print(f"{option} seed {seed}: {record['row']['return']:.1f} (saved)", flush=True)
+        return {**record["row"], "curve": learning_curve(json.loads((run_dir / "result.json").read_text()))}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -114,13 +115,12 @@ def train(option: str, seed: int, out: Path, overrides: list[str], fresh: bool =
         "wall_s": wall_s,
         "on_its_back": back,
     }
-    saved.write_text(json.dumps({"key": key, "row": row}))
-    return {**row, "curve": learning_curve(run_dir)}
+    (run_dir / "bench_row.json").write_text(json.dumps({"key": key, "row": row}))
+    return {**row, "curve": learning_curve(result)}
 
 
-def learning_curve(run_dir: Path) -> dict[int, float]:
-    """The run's evaluations: env steps -> eval return."""
-    result = json.loads((run_dir / "result.json").read_text())
+def learning_curve(result: dict) -> dict[int, float]:
+    """A run's evaluations (its result.json): env steps -> eval return."""
     return {e["env_steps"]: e["eval/return_mean"] for e in result["evaluations"]}
 
 
