@@ -1,16 +1,21 @@
 """The MLflow tracker in a helper process, so tracking costs training almost nothing.
 
-Importing MLflow and opening its SQLAlchemy store take seconds, most of what tracking
-costs a run (bench/tracking_overhead.py). A helper process does all MLflow work on the
-other core: `prewarm()` starts it when run.py starts, so MLflow imports while the
-training process imports torch and builds its envs; training then sends params,
-metrics, the model and the artifacts down a pipe and only waits at the end, until the
-run is complete in the store.
+Importing MLflow and torch and opening MLflow's SQLAlchemy store take seconds, most of
+what tracking costs a run (bench/tracking_overhead.py). So MLflow works in a helper
+process on the other core: training sends params, metrics, the model and the
+artifacts down a socket and only waits at the end, until the run is complete in the
+store.
 
-The helper also ends the run when the training process dies without saying how (kill
--9, out of memory): it sees the pipe close and marks the run KILLED, so no run stays
-RUNNING. Ctrl-C reaches the whole process group; the helper ignores it and waits for
-the training process to send the KILLED status.
+A job has one helper per MLflow run (a sweep trial with K seeds: K + 1 runs), each
+forked from one helper server (`prewarm()`, started when run.py starts) that has done
+the imports and MLflow's one-time model-saving setup once: a fork costs milliseconds,
+a fresh interpreter about 7 s of CPU (docs/benchmarks.md "Tracking").
+
+A helper also ends its run when the training process dies without saying how (kill
+-9, out of memory): it sees the socket close and marks the run KILLED, so no run stays
+RUNNING. Ctrl-C reaches the whole process group; the helpers ignore it and wait for
+the training process to send the KILLED status. The server ends when the training
+process does, once its helpers have ended.
 
 Every message is also kept in the run dir's journal (abe.tracking.journal) until the
 run is complete in the store; when the tracking server stops answering, the helper
@@ -20,6 +25,7 @@ says so in one line, stops calling it, and keeps the rest of the run there for
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -27,6 +33,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -37,40 +45,107 @@ from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
 from abe.tracking.journal import Journal, bound_http_waits, server_unreachable
 
-_prewarmed = None
 # How long the end of a run may take in the helper: the artifacts' upload and the
 # model's, each call bounded by abe.tracking.journal.HTTP_BOUNDS.
 FINISH_TIMEOUT_S = 300
+# How long a process that tracked runs waits, as it exits, for the helper server to end.
+SERVER_EXIT_TIMEOUT_S = 30
+
+
+class _HelperServer:
+    """The training process's end of the helper server: asks it for helpers."""
+
+    def __init__(self):
+        # A plain subprocess and a socket pair rather than multiprocessing: it starts
+        # without re-importing run.py, and from joblib's loky workers too (whose start
+        # method multiprocessing cannot hand on).
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", f"from abe.tracking.helper import serve_forks; serve_forks({theirs.fileno()})"],
+            pass_fds=[theirs.fileno()],
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        theirs.close()
+        self.control = ours
+        self.forks = 0
+        self._pids: list[int] = []
+        self._unread = b""
+        atexit.register(self.close)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def fork(self) -> _Helper:
+        """A new helper, talking on its own socket (it runs once the server has imported)."""
+        ours, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.control, [b"f"], [theirs.fileno()])
+        finally:
+            theirs.close()
+        self.forks += 1
+        return _Helper(Connection(ours.detach()), self, self.forks - 1)
+
+    def pid(self, fork: int, timeout: float) -> int | None:
+        """The process id of the `fork`-th helper (None if the server does not say in time)."""
+        self.control.settimeout(timeout)
+        with contextlib.suppress(OSError):
+            while len(self._pids) <= fork:
+                data = self.control.recv(4096)
+                if not data:
+                    break
+                *lines, self._unread = (self._unread + data).split(b"\n")
+                self._pids += [int(line) for line in lines]
+        return self._pids[fork] if len(self._pids) > fork else None
+
+    def close(self) -> None:
+        """End the server (it waits for its helpers first), so no process outlives this one."""
+        self.control.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=SERVER_EXIT_TIMEOUT_S)
+
+
+class _Helper:
+    """One forked helper: the socket to it, and how to stop it."""
+
+    def __init__(self, conn: Connection, server: _HelperServer, fork: int):
+        self.conn, self._server, self._fork = conn, server, fork
+
+    def kill(self) -> None:
+        pid = self._server.pid(self._fork, timeout=5)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def close(self, timeout: float) -> None:
+        """Close the socket once the helper has ended (it closes its end as it exits)."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(EOFError, OSError):
+            while self.conn.poll(max(0.0, deadline - time.monotonic())):
+                self.conn.recv_bytes()
+        self.conn.close()
+
+
+_server: _HelperServer | None = None
 
 
 def prewarm() -> None:
-    """Start a helper now (it imports MLflow meanwhile); the next tracker uses it."""
-    global _prewarmed
-    if _prewarmed is None:
-        _prewarmed = _start_helper()
+    """Start the helper server now (it imports MLflow meanwhile); every tracker of this
+    process gets a helper forked from it."""
+    global _server
+    if _server is None or not _server.alive():
+        _server = _HelperServer()
 
 
-def _start_helper() -> tuple[subprocess.Popen, Connection]:
-    # A plain subprocess and a socket pair rather than multiprocessing: it starts
-    # without re-importing run.py, and from joblib's loky workers too (whose start
-    # method multiprocessing cannot hand on).
-    ours, theirs = socket.socketpair()
-    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [sys.executable, "-c", f"from abe.tracking.helper import serve; serve({theirs.fileno()})"],
-        pass_fds=[theirs.fileno()],
-        env={**os.environ, "PYTHONPATH": path},
-    )
-    theirs.close()
-    return process, Connection(ours.detach())
-
-
-def _take_helper() -> tuple[subprocess.Popen, Connection]:
-    global _prewarmed
-    helper, _prewarmed = _prewarmed, None
-    if helper is not None and helper[0].poll() is None:
-        return helper
-    return _start_helper()
+def _take_helper() -> _Helper:
+    global _server
+    prewarm()
+    try:
+        return _server.fork()
+    except OSError:  # the server died between the check and the request
+        _server = None
+        prewarm()
+        return _server.fork()
 
 
 def _send(conn: Connection, message) -> None:
@@ -96,9 +171,8 @@ class BackgroundTracker:
         resume_run_id: str | None = None,
         wait: bool = False,
     ):
-        self._process, self._conn = _take_helper()
-        if parent_run_id is not None:
-            prewarm()  # in a sweep, the next job in this process finds its helper ready
+        self._helper = _take_helper()
+        self._conn = self._helper.conn
         self._run_id: str | None = None
         self._start_error: str | None = None
         start = (cfg.to_dict(), str(run_dir), overrides, parent_run_id, resume_run_id, device)
@@ -152,7 +226,7 @@ class BackgroundTracker:
             _ = self.run_id
             _send(self._conn, ("finish", (result, run_dir, status, error)))
             if not self._conn.poll(FINISH_TIMEOUT_S):  # the helper's calls are bounded: this is a hang
-                self._process.kill()
+                self._helper.kill()
                 print(
                     f"logger: MLflow did not complete the run within {FINISH_TIMEOUT_S} s; it is kept in "
                     f"{run_dir}: `python -m abe sync {run_dir}` completes it in the store",
@@ -162,18 +236,59 @@ class BackgroundTracker:
             if self._reply(("finished", "kept")) is not None:
                 print(f"logger: run kept in {run_dir}/.tracking: `python -m abe sync {run_dir}`", file=sys.stderr)
         finally:
-            self._conn.close()
-            self._process.wait(timeout=60)
+            self._helper.close(timeout=60)
 
 
-def serve(fd: int) -> None:
-    """The helper process: import MLflow, then run one tracker as the messages say,
-    keeping each message in the run's journal until the run is complete in the store."""
+def serve_forks(fd: int) -> None:
+    """The helper server: import MLflow and torch and save a model once, then fork a
+    helper for each socket the training process sends, until it closes the control
+    socket; then wait for the helpers still ending their runs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(fd)
+    control = socket.socket(fileno=fd)
     bound_http_waits()
-    import mlflow  # noqa: F401  (the slow import, done while the trainer starts up)
+    from abe.core.machine import float_fingerprint
+    from abe.tracking.mlflow_run import MlflowTracker
 
+    float_fingerprint()  # imports torch, as the run's tags need
+    MlflowTracker.warm_up_model_logging()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the helpers as they end
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1, 1)
+        except OSError:
+            break
+        if not message:  # the training process ended
+            break
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _run_helper(fds[0])
+        os.close(fds[0])
+        with contextlib.suppress(OSError):
+            control.sendall(f"{pid}\n".encode())
+    with contextlib.suppress(ChildProcessError):
+        while True:  # with SIGCHLD ignored, wait() returns once no helper is left
+            os.wait()
+
+
+def _run_helper(fd: int) -> None:
+    """A forked helper: run one tracker, then exit without the server's exit handlers."""
+    code = 0
+    try:
+        serve(Connection(fd))
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(conn: Connection) -> None:
+    """One helper: run one tracker as the messages say, keeping each message in the
+    run's journal until the run is complete in the store."""
     from abe.tracking.mlflow_run import MlflowTracker
 
     try:
@@ -204,7 +319,6 @@ class _Session:
         self.offline = False
 
     def run(self) -> None:
-        self.tracker.warm_up_model_logging()  # while training runs, not at its end
         try:
             while True:
                 kind, args = _recv(self.conn)

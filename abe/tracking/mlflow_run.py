@@ -169,8 +169,8 @@ class MlflowTracker:
     @staticmethod
     def warm_up_model_logging() -> None:
         """Import torch and do MLflow's one-time setup of saving a model (the first
-        `log_model` of a process costs ten times the later ones). The helper process
-        (abe.tracking.helper) does this while training runs."""
+        `log_model` of a process costs ten times the later ones). The helper server
+        (abe.tracking.helper) does this once, before it forks helpers."""
         import mlflow.pytorch
         import numpy as np
         import torch
