@@ -4,7 +4,7 @@ Part 1, in one process: the same 20k-step HalfCheetah job with `logger=none` and
 `logger=mlflow` (embedded sqlite store), alternating. Everything a tracked run does is
 timed: creating the run, params, metrics at each evaluation, the model, the artifacts,
 ending the run. Besides both wall times it sums the time the training process spends
-inside the tracker's calls (MLflow itself works in a helper process, abe.tracking_helper,
+inside the tracker's calls (MLflow itself works in a helper process, abe.tracking.helper,
 so this is sending, and waiting at the end until the run is stored), which measures the
 overhead without the run-to-run noise of training (~±3%).
 

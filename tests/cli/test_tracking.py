@@ -1,11 +1,13 @@
 """MLflow run status on failure and interruption; secrets; bad tracking URIs."""
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -173,3 +175,33 @@ def test_an_embedded_store_that_cannot_be_made_is_one_line(tmp_path):
         "error: logger.store_dir: cannot create '/proc/abe/store' (No such file or directory); "
         "pick a writable folder, or logger=none"
     )
+
+
+def test_the_runs_of_one_process_get_helpers_forked_from_one_server(make_cfg, tmp_path):
+    # A K-seed job has K + 1 runs: each helper is a fork of the server that imported
+    # MLflow and torch once, not a fresh interpreter importing them again.
+    from abe.tracking import helper, make_tracker
+
+    store = tmp_path / "mlflow.db"
+    cfg = make_cfg(*PENDULUM, f"logger.tracking_uri=sqlite:///{store}")
+    trackers = [make_tracker(cfg, tmp_path / f"run{i}", [], "cpu") for i in range(3)]
+    server = helper._server
+    pids = [server.pid(t._helper._fork, timeout=60) for t in trackers]
+    assert len(set(pids)) == 3
+    for pid in pids:  # field 4 of /proc/PID/stat: the parent's pid
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[1]) == server.process.pid
+    for i, tracker in enumerate(trackers):
+        tracker.log_metrics({"eval/return_mean": float(i)}, step=1)
+        tracker.finish(None, tmp_path / f"run{i}", "FINISHED")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = {r.info.run_id: r for r in client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])}
+    assert sorted(runs) == sorted(t.run_id for t in trackers)
+    assert [runs[t.run_id].info.status for t in trackers] == ["FINISHED"] * 3
+    assert [runs[t.run_id].data.metrics["eval/return_mean"] for t in trackers] == [0.0, 1.0, 2.0]
+    server.close()  # as at the process's exit: the server ends once its helpers have
+    assert server.process.returncode == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    helper._server = None
