@@ -9,7 +9,7 @@ store.
 A job has one helper per MLflow run (a sweep trial with K seeds: K + 1 runs), each
 forked from one helper server (`prewarm()`, started when run.py starts) that has done
 the imports and MLflow's one-time model-saving setup once: a fork costs milliseconds,
-a fresh interpreter about 7 s of CPU (docs/benchmarks.md "Tracking").
+a fresh interpreter seconds of CPU per run (docs/benchmarks.md "Tracking cost").
 
 A helper also ends its run when the training process dies without saying how (kill
 -9, out of memory): it sees the socket close and marks the run KILLED, so no run stays
@@ -84,19 +84,28 @@ class _HelperServer:
         finally:
             theirs.close()
         self.forks += 1
+        self._read_pids(self.forks, timeout=0)  # what has come: the server never blocks on a full socket
         return _Helper(Connection(ours.detach()), self, self.forks - 1)
 
     def pid(self, fork: int, timeout: float) -> int | None:
         """The process id of the `fork`-th helper (None if the server does not say in time)."""
+        self._read_pids(fork + 1, timeout)
+        return self._pids[fork] if len(self._pids) > fork else None
+
+    def _read_pids(self, count: int, timeout: float) -> None:
+        """Read the helpers' pids the server sent, one per line, until there are `count`."""
         self.control.settimeout(timeout)
-        with contextlib.suppress(OSError):
-            while len(self._pids) <= fork:
+        try:
+            while len(self._pids) < count:
                 data = self.control.recv(4096)
-                if not data:
+                if not data:  # the server ended
                     break
                 *lines, self._unread = (self._unread + data).split(b"\n")
                 self._pids += [int(line) for line in lines]
-        return self._pids[fork] if len(self._pids) > fork else None
+        except OSError:  # nothing more within the timeout
+            pass
+        finally:
+            self.control.settimeout(None)
 
     def close(self) -> None:
         """End the server (it waits for its helpers first), so no process outlives this one."""
