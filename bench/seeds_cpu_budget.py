@@ -22,44 +22,36 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
 import torch
+from seeds_throughput import NUM_ENVS, raw  # raw EnvPool on the same envs
 
-from abe.agent.agent import build_agent
-from abe.agent.rollout import Rollout, collect_together
+from abe.agent.rollout import collect_together
 from abe.agent.update import a2c_update
 from abe.commands.hydra_edge import compose, to_config
-from abe.envs.vector import make_vector_env
-from abe.training.seeding import seed_everything
+from abe.training.loop import build_member
 
 CORES = os.cpu_count() or 1
 
 
 def training(seeds: int, rollouts: int) -> dict:
     cfg = to_config(compose(["experiment=halfcheetah", "logger=none"]))
-    with contextlib.ExitStack() as closing:
-        members = []
-        for seed in range(seeds):
-            seed_everything(seed)
-            envs = make_vector_env(cfg.env.id, cfg.trainer.num_envs, "envpool", {}, 0)
-            closing.callback(envs.close)
-            agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
-            generator = torch.Generator()
-            generator.set_state(torch.get_rng_state())  # as abe.training.loop gives each seed its stream
-            members.append((agent, Rollout(agent, envs, cfg.algo.n_steps, seed, generator)))
-        rollout_list = [rollout for _, rollout in members]
+    with contextlib.ExitStack() as closing, tempfile.TemporaryDirectory(prefix="abe-cpu-budget-") as tmp:
+        members = [build_member(cfg.with_seed(seed), Path(tmp), None, closing) for seed in range(seeds)]
+        rollouts_ = [member.rollout for member in members]
 
         def round_() -> tuple[float, float]:
             start = time.thread_time()
-            collect_together(rollout_list)
+            collect_together(rollouts_)
             middle = time.thread_time()
-            for agent, rollout in members:
-                a2c_update(agent, rollout.batch)
+            for member in members:
+                a2c_update(member.agent, member.rollout.batch)
             return middle - start, time.thread_time() - middle
 
         for _ in range(30):  # warm-up
@@ -80,46 +72,24 @@ def training(seeds: int, rollouts: int) -> dict:
     }
 
 
-def raw(envs: int, pools: int, threads: int, steps: int) -> dict:
-    import envpool
-
-    size = envs // pools
-    made = [
-        envpool.make("HalfCheetah-v5", env_type="gymnasium", num_envs=size, num_threads=threads, seed=i * size)
-        for i in range(pools)
-    ]
-    for pool in made:
-        pool.reset()
-    actions = np.random.default_rng(0).uniform(-1, 1, (size, 6)).astype(np.float32)
-    ids = np.arange(size, dtype=np.int32)
-    rounds = max(20, steps // envs)
-    wall, process = time.perf_counter(), time.process_time()
-    for _ in range(rounds):
-        for pool in made:  # all pools step at once, as the training loop's groups do
-            pool.send(actions, ids)
-        for pool in made:
-            pool.recv()
-    wall, process = time.perf_counter() - wall, time.process_time() - process
-    for pool in made:
-        pool.close()
-    return {"rate": rounds * envs / wall, "cpu_us": process / (rounds * envs) * 1e6}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,4,8")
     parser.add_argument("--rollouts", type=int, default=300, help="rollouts (and updates) per seed timed")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"HalfCheetah-v5, 32 envs per seed, EnvPool, {CORES} cores; CPU time per env step (us), rates in env steps/s")
+    print(
+        f"HalfCheetah-v5, {NUM_ENVS} envs per seed, EnvPool, {CORES} cores; "
+        "CPU time per env step (us), rates in env steps/s"
+    )
     print(
         "  K   together  collect  update  others | raw as trained (CPU)  raw 1 pool (CPU) "
         "| bound  together/bound  together/raw"
     )
     for k in (int(s) for s in args.seeds.split(",")):
         t = training(k, args.rollouts)
-        as_trained = raw(32 * k, 2 * k, 1, t["steps"])
-        one_pool = raw(32 * k, 1, CORES, t["steps"])
+        as_trained = raw(k, t["steps"] // k, pools=2 * k, threads=1)  # a quarter of training's steps
+        one_pool = raw(k, t["steps"] // k)
         bound = CORES / ((as_trained["cpu_us"] + t["collect_us"] + t["update_us"]) * 1e-6)
         print(
             f"{k:3d} {t['rate']:10,.0f} {t['collect_us']:8.1f} {t['update_us']:7.1f} {t['others_us']:7.1f} "

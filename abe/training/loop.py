@@ -59,7 +59,7 @@ def train_seeds(
     resumes = list(resumes or [None] * len(seeds))
     with contextlib.ExitStack() as closing:
         members = [
-            _member(cfg.with_seed(seed), run_dir, resume, closing)
+            build_member(cfg.with_seed(seed), run_dir, resume, closing)
             for seed, run_dir, resume in zip(seeds, run_dirs, resumes, strict=True)
         ]
         log.info(
@@ -72,7 +72,7 @@ def train_seeds(
         return _loop(trainer, [*own, ProgressBar(), *callbacks])
 
 
-def _member(cfg: Config, run_dir: Path, resume: dict | None, closing: contextlib.ExitStack) -> Member:
+def build_member(cfg: Config, run_dir: Path, resume: dict | None, closing: contextlib.ExitStack) -> Member:
     """One seed's agent, envs and random stream, made as a run of that seed alone makes them."""
     seed_everything(cfg.seed)
     envs = make_vector_env(cfg.env.id, cfg.trainer.num_envs, cfg.env.backend, cfg.env.kwargs, cfg.env.threads)
