@@ -1,7 +1,7 @@
 """Where the CPU of K seeds trained together goes, and the rate it allows.
 
 For each K: K HalfCheetah agents (experiment=halfcheetah: 32 envs each, EnvPool) collect
-and update together as `n_seeds=K` does (abe.agent.rollout.collect_together, then one
+and update together as `n_seeds=K` does (abe.agent.rollout.RolloutGroup, then one
 A2C update per seed), without evaluation, tracking or callbacks. Reported per env step:
 the training thread's CPU time in collection and in updates, the CPU time of every
 other thread (EnvPool's workers: the physics), and the wall time. Then raw EnvPool on
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from seeds_throughput import NUM_ENVS, raw  # raw EnvPool on the same envs
 
-from abe.agent.rollout import collect_together
+from abe.agent.rollout import RolloutGroup
 from abe.agent.update import a2c_update
 from abe.commands.hydra_edge import compose, to_config
 from abe.training.loop import build_member
@@ -44,11 +44,11 @@ def training(seeds: int, rollouts: int) -> dict:
     cfg = to_config(compose(["experiment=halfcheetah", "logger=none"]))
     with contextlib.ExitStack() as closing, tempfile.TemporaryDirectory(prefix="abe-cpu-budget-") as tmp:
         members = [build_member(cfg.with_seed(seed), Path(tmp), None, closing) for seed in range(seeds)]
-        rollouts_ = [member.rollout for member in members]
+        rollouts = RolloutGroup([member.rollout for member in members])
 
         def round_() -> tuple[float, float]:
             start = time.thread_time()
-            collect_together(rollouts_)
+            rollouts.collect()
             middle = time.thread_time()
             for member in members:
                 a2c_update(member.agent, member.rollout.batch)

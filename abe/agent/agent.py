@@ -18,9 +18,14 @@ from abe.core.schema import Config
 
 
 def gaussian(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> torch.distributions.Distribution:
-    """A diagonal Gaussian whose log-prob sums over action dimensions."""
+    """A diagonal Gaussian whose log-prob sums over action dimensions.
+
+    Without torch's argument checks (on by default: scans of loc, scale and the actions
+    at each call): a non-finite loc shows up as a non-finite loss, which the training
+    loop reports as divergence."""
     loc, scale = loc_scale
-    return torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+    normal = torch.distributions.Normal(loc, scale, validate_args=False)
+    return torch.distributions.Independent(normal, 1, validate_args=False)
 
 
 @dataclass

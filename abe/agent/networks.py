@@ -143,14 +143,18 @@ class ObservationNormalizer(nn.Module):
         """`normalize` with the current statistics, for many calls before the next `update`
         (one rollout): the square root and reciprocal are taken once."""
         if not self.enabled:
-            return lambda obs: obs.astype(np.float32, copy=False)
-        (mean, scale), clip = self.mean_and_scale(), self.clip
+            return _as_float32
+        return _clipped_affine(*self.mean_and_scale(), self.clip)
 
-        def normalize(obs: np.ndarray) -> np.ndarray:
-            normed = (obs - mean) * scale
-            return np.minimum(np.maximum(normed, -clip, out=normed), clip, out=normed).astype(np.float32)
-
-        return normalize
+    @staticmethod
+    def frozen_together(normalizers: list[ObservationNormalizer]) -> Callable[[np.ndarray], np.ndarray]:
+        """`frozen()` of several normalisers in one call on arrays of shape (len(normalizers),
+        ..., obs_dim): slice i with normaliser i's statistics, the same numbers elementwise."""
+        first = normalizers[0]
+        if not first.enabled:
+            return _as_float32
+        means, scales = zip(*(normalizer.mean_and_scale() for normalizer in normalizers), strict=True)
+        return _clipped_affine(np.stack(means)[:, None], np.stack(scales)[:, None], first.clip)
 
     def as_layers(self) -> list[nn.Module]:
         """`frozen()` as torch layers (float32), for the exported policy."""
@@ -158,6 +162,18 @@ class ObservationNormalizer(nn.Module):
             return []
         mean, scale = self.mean_and_scale()
         return [diagonal_affine(scale, -mean * scale), nn.Hardtanh(-self.clip, self.clip)]
+
+
+def _as_float32(obs: np.ndarray) -> np.ndarray:
+    return obs.astype(np.float32, copy=False)
+
+
+def _clipped_affine(mean: np.ndarray, scale: np.ndarray, clip: float) -> Callable[[np.ndarray], np.ndarray]:
+    def normalize(obs: np.ndarray) -> np.ndarray:
+        normed = (obs - mean) * scale
+        return np.minimum(np.maximum(normed, -clip, out=normed), clip, out=normed).astype(np.float32)
+
+    return normalize
 
 
 def diagonal_affine(scale: np.ndarray, shift: np.ndarray) -> nn.Linear:

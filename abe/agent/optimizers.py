@@ -19,7 +19,9 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 def optimizer_kwargs(cfg: OptimizerConfig, lr: float) -> tuple[type[torch.optim.Optimizer], dict]:
     """The torch class and keyword arguments for the `optimizer` group and top-level `lr`."""
-    kwargs = {"weight_decay": cfg.weight_decay, **cfg.options}
+    # foreach: one call per arithmetic step for all parameter tensors, not a Python loop
+    # over them (torch's default on GPUs only); the same kernels, the same weights.
+    kwargs = {"weight_decay": cfg.weight_decay, "foreach": True, **cfg.options}
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     return OPTIMIZERS[cfg.name], {"lr": lr, **kwargs}

@@ -7,7 +7,7 @@ objects per step (bench/throughput.py runs both side by side).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import gymnasium as gym
 import numpy as np
@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from abe.agent.agent import Agent
+from abe.agent.networks import ObservationNormalizer
 from abe.agent.sde import StateDependentNoise
-from abe.core.fast import inference_forward, sample_gaussian
+from abe.core.fast import inference_forward, sample_gaussian, stacked_forward_is_exact, stacked_inference_forward
 from abe.envs.envpool import EnvPoolVectorEnv
 from abe.envs.vector import SteppedInTurn, final_observations
 
@@ -48,7 +49,10 @@ class RolloutBatch:
 
 
 class Rollout:
-    """Steps the training envs and fills a RolloutBatch per call of `collect`."""
+    """One seed's training envs and the RolloutBatch they fill per call of `collect`.
+
+    A job of K seeds collects through a RolloutGroup of their K rollouts, which steps
+    all their envs at once; a rollout alone is a group of one."""
 
     def __init__(self, agent: Agent, envs, n_steps: int, seed: int, generator: torch.Generator | None = None):
         self.agent, self.envs, self.n_steps = agent, envs, n_steps
@@ -72,6 +76,7 @@ class Rollout:
         self.obs = agent.normalizer.normalize(obs)
         self.episode_return = np.zeros(num_envs)
         self.resetting = np.zeros(num_envs, bool)  # NEXT_STEP: these envs reset on the next step
+        self._alone: RolloutGroup | None = None
 
     def snapshot(self) -> dict:
         """The rollout's position: current observations, partial returns, env states."""
@@ -86,93 +91,164 @@ class Rollout:
         """Continue where `snapshot` stopped; False if it holds no env states."""
         if snapshot["envs"] is None:
             return False  # the envs start new episodes: keep their fresh observations
-        self.obs = snapshot["obs"].numpy().copy()
-        self.episode_return = snapshot["episode_return"].numpy().copy()
+        self.obs[...] = snapshot["obs"].numpy()  # in place: a RolloutGroup may hold these arrays
+        self.episode_return[...] = snapshot["episode_return"].numpy()
         self.envs.set_attr("snapshot", [_arrays(e) for e in snapshot["envs"]])
         return True
 
     def collect(self) -> list[float]:
         """Fill `self.batch`; return the returns of the episodes that ended meanwhile."""
-        return collect_together([self])[0]
+        if self._alone is None:
+            self._alone = RolloutGroup([self])
+        return self._alone.collect()[0]
 
     def _begin(self) -> None:
-        """Freeze what stays fixed for one rollout: the observation statistics, the
-        actor's parameters (read through fast calls) and its std."""
+        """Freeze what stays fixed for one rollout: the actor's parameters (read through
+        fast calls) and its std."""
         agent = self.agent
-        self._normalize, self._device = agent.normalizer.frozen(), agent.actor.device
         self._mean_net = inference_forward(agent.actor.mean_net)
         self._std = agent.actor.std()
-        self._finished: list[float] = []
         if self.sde is not None:
             self._latent_net, self._head = inference_forward(agent.actor.mean_net[:-1]), agent.actor.mean_net[-1]
             self.sde.draw()
 
-    def _act(self, t: int, k: int) -> None:
-        """Choose group k's actions at time t and send them to its envs."""
-        group = self.stepper.groups[k]
-        obs = torch.as_tensor(self.obs[group], device=self._device)
+    def _action(self, t: int, k: int, obs: torch.Tensor) -> torch.Tensor:
+        """The actions of group k's envs at time t, drawn from this seed's stream."""
         if self.sde is None:
-            mean = self._mean_net(obs)
-            action = sample_gaussian(mean, self._std, self.generator).cpu().numpy()  # step by step: one stream
-        else:
-            if k == 0 and self.sde.due(t):
-                self.sde.draw()
-            latent = self._latent_net(obs)
-            mean = F.linear(latent, self._head.weight, self._head.bias)
-            action = (mean + self.sde.perturbation(latent, group)).cpu().numpy()
-        self.batch.obs[t, group], self.batch.act[t, group] = self.obs[group], action
-        self.stepper.send(k, self.agent.actions.to_env(action))
+            return sample_gaussian(self._mean_net(obs), self._std, self.generator)  # step by step: one stream
+        if k == 0 and self.sde.due(t):
+            self.sde.draw()
+        latent = self._latent_net(obs)
+        mean = F.linear(latent, self._head.weight, self._head.bias)
+        return mean + self.sde.perturbation(latent, self.stepper.groups[k])
 
-    def _end(self) -> list[float]:
-        self.agent.normalizer.update(self.raw_obs.reshape(-1, self.raw_obs.shape[-1]))
+
+class RolloutGroup:
+    """The rollouts of K seeds, collected together: one call fills every seed's batch.
+
+    The seeds' arrays live in stacked arrays (seed first; each Rollout keeps views of its
+    slices), so storing a step, normalising observations and scaling actions take one
+    numpy call for all seeds instead of one per seed. Each seed still has its own envs,
+    observation statistics, networks and random stream, and every step is elementwise
+    per seed, so a seed fills the same numbers whichever seeds train beside it
+    (tests/unit/test_fast.py, test_training.py).
+    """
+
+    def __init__(self, rollouts: list[Rollout]):
+        self.rollouts, first = rollouts, rollouts[0]
+        self.n_steps, self.next_step_reset = first.n_steps, first.next_step_reset
+        self.groups = first.stepper.groups  # the same split for every seed (same env and num_envs)
+        self.to_env = first.agent.actions.to_env  # the same bounds for every seed
+        self.batch = RolloutBatch(
+            *(np.stack([getattr(r.batch, f.name) for r in rollouts]) for f in fields(RolloutBatch))
+        )
+        self.obs, self.raw_obs, self.episode_return, self.resetting = (
+            np.stack([getattr(r, name) for r in rollouts]) for name in ("obs", "raw_obs", "episode_return", "resetting")
+        )
+        for i, rollout in enumerate(rollouts):
+            rollout.batch = RolloutBatch(*(getattr(self.batch, f.name)[i] for f in fields(RolloutBatch)))
+            rollout.obs, rollout.raw_obs = self.obs[i], self.raw_obs[i]
+            rollout.episode_return, rollout.resetting = self.episode_return[i], self.resetting[i]
+        # K > 1 seeds' actors run as one stacked forward pass per step where it gives
+        # each seed its own numbers (checked here, on these shapes); else one per seed.
+        self.stacked = (
+            len(rollouts) > 1
+            and first.sde is None
+            and stacked_forward_is_exact(self._mean_nets(), first.envs.num_envs, self.groups)
+        )
+
+    def _mean_nets(self) -> list[torch.nn.Sequential]:
+        return [rollout.agent.actor.mean_net for rollout in self.rollouts]
+
+    @torch.no_grad()
+    def collect(self) -> list[list[float]]:
+        """Fill every seed's batch, stepping all their envs at once; return, per seed, the
+        returns of the episodes that ended meanwhile.
+
+        The envs come in groups (two EnvPool pools per seed, or one Gymnasium vector env):
+        while every seed's group k steps, the loop stores the other group's results and
+        sends its next actions. Each seed draws its actions from its own generator in the
+        order a seed alone would.
+
+        Observations are normalised with the statistics from before this rollout; the
+        statistics take in the rollout's observations at its end (once, not per step).
+        """
+        for rollout in self.rollouts:
+            rollout._begin()
+        if self.stacked:
+            self._mean_net = stacked_inference_forward(self._mean_nets())
+            self._std = torch.stack([rollout._std for rollout in self.rollouts]).unsqueeze(1)
+        normalizers = [rollout.agent.normalizer for rollout in self.rollouts]
+        self._normalize = ObservationNormalizer.frozen_together(normalizers)
+        self._device = self.rollouts[0].agent.actor.device
+        self._finished: list[list[float]] = [[] for _ in self.rollouts]
+        for k in range(len(self.groups)):
+            self._act(0, k)
+        for t in range(self.n_steps):
+            for k in range(len(self.groups)):
+                self._record(t, k)
+                if t + 1 < self.n_steps:
+                    self._act(t + 1, k)
+        for normalizer, raw_obs in zip(normalizers, self.raw_obs, strict=True):
+            normalizer.update(raw_obs.reshape(-1, raw_obs.shape[-1]))
         return self._finished
 
+    def _act(self, t: int, k: int) -> None:
+        """Choose every seed's actions for group k at time t and send them to its envs."""
+        group = self.groups[k]
+        obs = self.obs[:, group]
+        seen = torch.as_tensor(obs, device=self._device)
+        if self.stacked:  # each seed's sample_gaussian, one forward pass for all; each draws from its own stream
+            mean = self._mean_net(seen)
+            noise = torch.empty_like(mean)
+            for i, rollout in enumerate(self.rollouts):
+                noise[i].normal_(generator=rollout.generator)
+            actions = noise.mul_(self._std).add_(mean).cpu().numpy()
+        else:
+            actions = _stacked([r._action(t, k, seen[i]) for i, r in enumerate(self.rollouts)]).cpu().numpy()
+        self.batch.obs[:, t, group], self.batch.act[:, t, group] = obs, actions
+        for rollout, env_actions in zip(self.rollouts, self.to_env(actions), strict=True):
+            rollout.stepper.send(k, env_actions)
+
     def _record(self, t: int, k: int) -> None:
-        """Wait for group k's step at time t and store it."""
-        group, normalize, batch = self.stepper.groups[k], self._normalize, self.batch
-        step = self.stepper.recv(k)
-        next_obs, reward, terminated, truncated, info = step
+        """Wait for every seed's group k at time t and store its step."""
+        group, batch = self.groups[k], self.batch
+        steps = [rollout.stepper.recv(k) for rollout in self.rollouts]
+        next_obs, reward, terminated, truncated = (_stacked([step[i] for step in steps]) for i in range(4))
         done = terminated | truncated
-        real_next = next_obs if self.next_step_reset else final_observations(next_obs, done, info)
-        batch.rew[t, group], batch.terminated[t, group], batch.truncated[t, group] = reward, terminated, truncated
-        batch.obs_next[t, group] = normalize(real_next)
-        batch.valid[t, group] = ~self.resetting[group]
-        self.raw_obs[t, group] = next_obs
+        real_next = next_obs
+        if not self.next_step_reset and done.any():
+            real_next = _stacked([final_observations(s[0], d, s[4]) for s, d in zip(steps, done, strict=True)])
+        batch.rew[:, t, group] = reward
+        batch.terminated[:, t, group], batch.truncated[:, t, group] = terminated, truncated
+        batch.obs_next[:, t, group] = normed = self._normalize(real_next)
+        batch.valid[:, t, group] = ~self.resetting[:, group]
+        self.raw_obs[:, t, group] = next_obs
         if self.next_step_reset:
-            self.resetting[group] = done
-        returns = self.episode_return[group]  # a view: updated in place
+            self.resetting[:, group] = done
+        returns = self.episode_return[:, group]  # a view: updated in place
         returns += reward
-        self._finished += returns[done].tolist()
-        returns[done] = 0.0
-        self.obs[group] = batch.obs_next[t, group] if real_next is next_obs else normalize(next_obs)
+        if done.any():
+            for finished, seed_returns, seed_done in zip(self._finished, returns, done, strict=True):
+                finished += seed_returns[seed_done].tolist()
+            returns[done] = 0.0
+        self.obs[:, group] = normed if real_next is next_obs else self._normalize(next_obs)
 
 
-@torch.no_grad()
-def collect_together(rollouts: list[Rollout]) -> list[list[float]]:
-    """Fill every rollout's batch, stepping all their envs at once; return, per rollout,
-    the returns of the episodes that ended meanwhile.
-
-    The envs come in groups (two EnvPool pools, or one Gymnasium vector env): as soon as
-    a rollout's group k is back, its next actions go out, and those envs step while the
-    other rollouts' and groups' results are stored and their actions chosen. Each rollout
-    draws its actions from its own generator in the order a rollout alone would, so a
-    seed trains the same whichever seeds train beside it.
-
-    Observations are normalised with the statistics from before this rollout; the
-    statistics take in the rollout's observations at its end (once, not per step).
-    """
-    n_steps, groups = rollouts[0].n_steps, len(rollouts[0].stepper.groups)
-    for rollout in rollouts:
-        rollout._begin()
-        for k in range(groups):
-            rollout._act(0, k)
-    for t in range(n_steps):
-        for k in range(groups):
-            for rollout in rollouts:
-                rollout._record(t, k)
-                if t + 1 < n_steps:
-                    rollout._act(t + 1, k)
-    return [rollout._end() for rollout in rollouts]
+def _stacked(arrays: list) -> np.ndarray | torch.Tensor:
+    """np.stack (torch.stack) of a few small arrays (tensors), cheaper per call; one
+    array is only given a leading axis."""
+    if len(arrays) == 1:
+        return arrays[0][None]
+    first = arrays[0]
+    out = (
+        torch.empty((len(arrays), *first.shape), dtype=first.dtype, device=first.device)
+        if isinstance(first, torch.Tensor)
+        else np.empty((len(arrays), *first.shape), first.dtype)
+    )
+    for i, array in enumerate(arrays):
+        out[i] = array
+    return out
 
 
 def _tensors(state: dict) -> dict:

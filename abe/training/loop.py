@@ -23,7 +23,7 @@ import torch
 from abe.agent.agent import Agent, build_agent
 from abe.agent.checkpoint import load_into
 from abe.agent.networks import summary_table
-from abe.agent.rollout import Rollout, collect_together
+from abe.agent.rollout import Rollout, RolloutGroup
 from abe.agent.update import a2c_update
 from abe.core.result import OBJECTIVE, TrainResult
 from abe.core.schema import Config
@@ -110,9 +110,10 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> list[TrainResult]:
     trainer.start = time.perf_counter() - members[0].state.wall_time_s
     for callback in callbacks:
         callback.on_training_start(trainer)
+    rollouts = RolloutGroup([m.rollout for m in members])
     try:
         while trainer.env_steps < cfg.trainer.total_steps and trainer.stopped_early is None:
-            finished = collect_together([m.rollout for m in members])
+            finished = rollouts.collect()
             losses = [a2c_update(m.agent, m.rollout.batch) for m in members]
             for member, episode_returns in zip(members, finished, strict=True):
                 member.state.env_steps += trainer.steps_per_update

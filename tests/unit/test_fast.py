@@ -2,6 +2,8 @@
 and the one implementation of observation normalisation and action scaling agrees with
 Tianshou's and with the exported policy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ import torch
 from abe.agent.agent import build_agent
 from abe.agent.export import deterministic_policy
 from abe.agent.networks import build_mlp
-from abe.agent.rollout import Rollout
-from abe.core.fast import inference_forward
+from abe.agent.rollout import Rollout, RolloutGroup
+from abe.agent.update import a2c_update
+from abe.core.fast import inference_forward, stacked_forward_is_exact, stacked_inference_forward
 from abe.envs.vector import make_vector_env
 from abe.training.evaluation import agent_policy
 
@@ -26,6 +29,59 @@ def test_inference_forward_gives_the_modules_numbers_and_follows_updates(activat
         for parameter in mlp.parameters():
             parameter.add_(0.1)
         assert torch.equal(forward(x), mlp(x))
+
+
+def test_the_stacked_forward_gives_each_mlp_its_own_numbers_where_the_check_says_so():
+    torch.manual_seed(0)
+    mlps = [build_mlp(17, 6, 64, 2, "tanh", False) for _ in range(3)]
+    groups = [slice(0, 8), slice(8, 16)]
+    assert stacked_forward_is_exact(mlps, 16, groups)  # HalfCheetah's actor, 16 envs a seed
+    forward = stacked_inference_forward(mlps)
+    obs = torch.randn(3, 16, 17)
+    with torch.no_grad():
+        for group in groups:
+            together = forward(obs[:, group])
+            for i, mlp in enumerate(mlps):
+                assert torch.equal(together[i], mlp(obs[i, group]))
+    # Shapes whose batched kernel rounds differently (one env a group, Pendulum's 3 inputs),
+    # and LayerNorm (its fused kernel), run one seed at a time.
+    assert not stacked_forward_is_exact(mlps, 2, [slice(0, 1), slice(1, 2)])
+    assert not stacked_forward_is_exact([build_mlp(3, 1, 64, 2, "tanh", False) for _ in range(2)], 2, [slice(0, 2)])
+    layer_norm = [build_mlp(17, 6, 64, 2, "tanh", True) for _ in range(2)]
+    assert stacked_inference_forward(layer_norm) is None and not stacked_forward_is_exact(layer_norm, 16, groups)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_seeds_collected_together_fill_what_each_seed_alone_fills(make_cfg, layer_norm):
+    # K seeds' rollouts share stacked arrays and (without LayerNorm) one forward pass per
+    # step; each seed's stored steps must still be those of the seed collecting alone,
+    # through updates in between.
+    cfg = make_cfg("env=halfcheetah", "env.backend=envpool", f"network.layer_norm={layer_norm}", "logger=none")
+
+    def collect(seeds: list[int]) -> tuple[bool, list]:
+        rollouts, filled = [], []
+        for seed in seeds:
+            envs = make_vector_env("HalfCheetah-v5", 16, "envpool", {}, 2)
+            torch.manual_seed(seed)
+            agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+            rollouts.append(Rollout(agent, envs, n_steps=8, seed=seed, generator=torch.Generator().manual_seed(seed)))
+        group = RolloutGroup(rollouts)
+        for _ in range(3):
+            group.collect()
+            filled.append([dataclasses.asdict(rollout.batch) for rollout in rollouts])  # copies
+            for rollout in rollouts:
+                a2c_update(rollout.agent, rollout.batch)
+        for rollout in rollouts:
+            rollout.envs.close()
+        return group.stacked, filled
+
+    stacked, together = collect([3, 4, 5])
+    _, alone = collect([4])
+    assert stacked is not layer_norm
+    for beside, mine in zip(together, alone, strict=True):
+        for key, array in mine[0].items():
+            np.testing.assert_array_equal(beside[1][key], array, err_msg=key)
+    assert not np.array_equal(together[0][0]["act"], together[0][1]["act"])
 
 
 def test_rollout_samples_what_the_policys_gaussian_samples(make_cfg):

@@ -69,6 +69,25 @@ def test_update_leaves_the_weights_tianshous_update_leaves(make_cfg, return_scal
     assert ours.algorithm.ret_rms.var == pytest.approx(theirs.algorithm.ret_rms.var, rel=1e-6)
 
 
+@pytest.mark.parametrize("optimizer", ["optimizer=adam", "optimizer=rmsprop", "optimizer=sgd optimizer.momentum=0.9"])
+def test_the_optimizers_foreach_steps_leave_the_weights_of_one_tensor_at_a_time(make_cfg, optimizer):
+    cfg = make_cfg("env=pendulum", "logger=none", *optimizer.split(), "optimizer.weight_decay=1e-4")
+    envs = make_vector_env("Pendulum-v1", 1)
+    torch.manual_seed(0)
+    ours = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
+    envs.close()
+    looped = copy.deepcopy(ours)
+    assert ours.optimizer.param_groups[0]["foreach"] is True
+    looped.optimizer.param_groups[0]["foreach"] = False
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = random_rollout(rng)
+        a2c_update(ours, batch)
+        a2c_update(looped, batch)
+    for mine, reference in zip(ours.algorithm.parameters(), looped.algorithm.parameters(), strict=True):
+        assert torch.equal(mine, reference)
+
+
 @pytest.mark.parametrize("normalize", [True, False])
 def test_normalized_advantages_make_the_actor_step_blind_to_the_reward_scale(make_cfg, normalize):
     # With V = 0 and no return scaling, rewards x 100 give advantages x 100: normalised,
