@@ -44,11 +44,11 @@ def training(seeds: int, rollouts: int) -> dict:
     cfg = to_config(compose(["experiment=halfcheetah", "logger=none"]))
     with contextlib.ExitStack() as closing, tempfile.TemporaryDirectory(prefix="abe-cpu-budget-") as tmp:
         members = [build_member(cfg.with_seed(seed), Path(tmp), None, closing) for seed in range(seeds)]
-        rollouts = RolloutGroup([member.rollout for member in members])
+        group = RolloutGroup([member.rollout for member in members])
 
         def round_() -> tuple[float, float]:
             start = time.thread_time()
-            rollouts.collect()
+            group.collect()
             middle = time.thread_time()
             for member in members:
                 a2c_update(member.agent, member.rollout.batch)

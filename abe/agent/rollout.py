@@ -156,6 +156,8 @@ class RolloutGroup:
             and first.sde is None
             and stacked_forward_is_exact(self._mean_nets(), first.envs.num_envs, self.groups)
         )
+        self._device = first.agent.actor.device
+        self._started = [False] * len(rollouts)  # seeds whose next rollout's first step is out
 
     def _mean_nets(self) -> list[torch.nn.Sequential]:
         return [rollout.agent.actor.mean_net for rollout in self.rollouts]
@@ -173,17 +175,16 @@ class RolloutGroup:
         Observations are normalised with the statistics from before this rollout; the
         statistics take in the rollout's observations at its end (once, not per step).
         """
-        for rollout in self.rollouts:
-            rollout._begin()
+        for i, started in enumerate(self._started):
+            if not started:
+                self.start(i)
+        self._started = [False] * len(self.rollouts)
         if self.stacked:
             self._mean_net = stacked_inference_forward(self._mean_nets())
             self._std = torch.stack([rollout._std for rollout in self.rollouts]).unsqueeze(1)
         normalizers = [rollout.agent.normalizer for rollout in self.rollouts]
         self._normalize = ObservationNormalizer.frozen_together(normalizers)
-        self._device = self.rollouts[0].agent.actor.device
         self._finished: list[list[float]] = [[] for _ in self.rollouts]
-        for k in range(len(self.groups)):
-            self._act(0, k)
         for t in range(self.n_steps):
             for k in range(len(self.groups)):
                 self._record(t, k)
@@ -192,6 +193,21 @@ class RolloutGroup:
         for normalizer, raw_obs in zip(normalizers, self.raw_obs, strict=True):
             normalizer.update(raw_obs.reshape(-1, raw_obs.shape[-1]))
         return self._finished
+
+    @torch.no_grad()
+    def start(self, i: int) -> None:
+        """Send seed i's first actions of its next rollout now (`collect` sends those not
+        sent yet): its envs step while the training thread does other work, such as the
+        other seeds' updates. Seed i's actor and statistics must be final for the rollout:
+        call it after the seed's update."""
+        rollout = self.rollouts[i]
+        rollout._begin()
+        obs = torch.as_tensor(self.obs[i], device=self._device)
+        for k, group in enumerate(self.groups):
+            action = rollout._action(0, k, obs[group]).cpu().numpy()
+            self.batch.obs[i, 0, group], self.batch.act[i, 0, group] = self.obs[i, group], action
+            rollout.stepper.send(k, self.to_env(action))
+        self._started[i] = True
 
     def _act(self, t: int, k: int) -> None:
         """Choose every seed's actions for group k at time t and send them to its envs."""
