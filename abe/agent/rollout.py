@@ -130,8 +130,9 @@ class RolloutGroup:
     slices), so storing a step, normalising observations and scaling actions take one
     numpy call for all seeds instead of one per seed. Each seed still has its own envs,
     observation statistics, networks and random stream, and every step is elementwise
-    per seed, so a seed fills the same numbers whichever seeds train beside it
-    (tests/unit/test_fast.py, test_training.py).
+    per seed or (the stacked forward pass) checked to give each seed its own numbers, so
+    a seed fills the same numbers whichever seeds train beside it (tests/unit/test_fast.py,
+    test_training.py).
     """
 
     def __init__(self, rollouts: list[Rollout]):
@@ -157,7 +158,6 @@ class RolloutGroup:
             and stacked_forward_is_exact(self._mean_nets(), first.envs.num_envs, self.groups)
         )
         self._device = first.agent.actor.device
-        self._started = [False] * len(rollouts)  # seeds whose next rollout's first step is out
 
     def _mean_nets(self) -> list[torch.nn.Sequential]:
         return [rollout.agent.actor.mean_net for rollout in self.rollouts]
@@ -175,16 +175,16 @@ class RolloutGroup:
         Observations are normalised with the statistics from before this rollout; the
         statistics take in the rollout's observations at its end (once, not per step).
         """
-        for i, started in enumerate(self._started):
-            if not started:
-                self.start(i)
-        self._started = [False] * len(self.rollouts)
+        for rollout in self.rollouts:
+            rollout._begin()
         if self.stacked:
             self._mean_net = stacked_inference_forward(self._mean_nets())
             self._std = torch.stack([rollout._std for rollout in self.rollouts]).unsqueeze(1)
         normalizers = [rollout.agent.normalizer for rollout in self.rollouts]
         self._normalize = ObservationNormalizer.frozen_together(normalizers)
         self._finished: list[list[float]] = [[] for _ in self.rollouts]
+        for k in range(len(self.groups)):
+            self._act(0, k)
         for t in range(self.n_steps):
             for k in range(len(self.groups)):
                 self._record(t, k)
@@ -193,21 +193,6 @@ class RolloutGroup:
         for normalizer, raw_obs in zip(normalizers, self.raw_obs, strict=True):
             normalizer.update(raw_obs.reshape(-1, raw_obs.shape[-1]))
         return self._finished
-
-    @torch.no_grad()
-    def start(self, i: int) -> None:
-        """Send seed i's first actions of its next rollout now (`collect` sends those not
-        sent yet): its envs step while the training thread does other work, such as the
-        other seeds' updates. Seed i's actor and statistics must be final for the rollout:
-        call it after the seed's update."""
-        rollout = self.rollouts[i]
-        rollout._begin()
-        obs = torch.as_tensor(self.obs[i], device=self._device)
-        for k, group in enumerate(self.groups):
-            action = rollout._action(0, k, obs[group]).cpu().numpy()
-            self.batch.obs[i, 0, group], self.batch.act[i, 0, group] = self.obs[i, group], action
-            rollout.stepper.send(k, self.to_env(action))
-        self._started[i] = True
 
     def _act(self, t: int, k: int) -> None:
         """Choose every seed's actions for group k at time t and send them to its envs."""
@@ -221,7 +206,7 @@ class RolloutGroup:
                 noise[i].normal_(generator=rollout.generator)
             actions = noise.mul_(self._std).add_(mean).cpu().numpy()
         else:
-            actions = _stacked([r._action(t, k, seen[i]) for i, r in enumerate(self.rollouts)]).cpu().numpy()
+            actions = torch.stack([r._action(t, k, seen[i]) for i, r in enumerate(self.rollouts)]).cpu().numpy()
         self.batch.obs[:, t, group], self.batch.act[:, t, group] = obs, actions
         for rollout, env_actions in zip(self.rollouts, self.to_env(actions), strict=True):
             rollout.stepper.send(k, env_actions)
@@ -251,17 +236,12 @@ class RolloutGroup:
         self.obs[:, group] = normed if real_next is next_obs else self._normalize(next_obs)
 
 
-def _stacked(arrays: list) -> np.ndarray | torch.Tensor:
-    """np.stack (torch.stack) of a few small arrays (tensors), cheaper per call; one
-    array is only given a leading axis."""
+def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
+    """np.stack of a few small arrays, cheaper per call (np.stack is Python around
+    several numpy calls); one array only gains a leading axis, without a copy."""
     if len(arrays) == 1:
         return arrays[0][None]
-    first = arrays[0]
-    out = (
-        torch.empty((len(arrays), *first.shape), dtype=first.dtype, device=first.device)
-        if isinstance(first, torch.Tensor)
-        else np.empty((len(arrays), *first.shape), first.dtype)
-    )
+    out = np.empty((len(arrays), *arrays[0].shape), arrays[0].dtype)
     for i, array in enumerate(arrays):
         out[i] = array
     return out

@@ -114,15 +114,7 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> list[TrainResult]:
     try:
         while trainer.env_steps < cfg.trainer.total_steps and trainer.stopped_early is None:
             finished = rollouts.collect()
-            # Each seed's next rollout starts as soon as its update is done, its envs stepping
-            # beside the other seeds' updates; not before an evaluation, whose checkpoint
-            # holds the random streams as they are between rollouts.
-            ahead = not _evaluation_due(trainer, trainer.env_steps + trainer.steps_per_update)
-            losses = []
-            for i, member in enumerate(members):
-                losses.append(a2c_update(member.agent, member.rollout.batch))
-                if ahead and all(np.isfinite(v) for v in losses[-1].values()):
-                    rollouts.start(i)
+            losses = [a2c_update(m.agent, m.rollout.batch) for m in members]
             for member, episode_returns in zip(members, finished, strict=True):
                 member.state.env_steps += trainer.steps_per_update
                 member.state.updates += 1
@@ -131,7 +123,7 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> list[TrainResult]:
                 callback.on_update(trainer)
             for member, member_losses in zip(members, losses, strict=True):
                 _check_finite(member, member_losses, len(members) > 1)
-            if _evaluation_due(trainer, trainer.env_steps):
+            if trainer.env_steps >= members[0].state.next_eval or trainer.env_steps >= cfg.trainer.total_steps:
                 elapsed = trainer.elapsed()
                 records = [m.evaluate(member_losses, elapsed) for m, member_losses in zip(members, losses, strict=True)]
                 answers = [callback.on_evaluation(trainer, records) for callback in callbacks]  # all of them run
@@ -146,10 +138,6 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> list[TrainResult]:
         for callback in callbacks:
             callback.close()
     return [_result(trainer, member, wall_time) for member in members]
-
-
-def _evaluation_due(trainer: Trainer, env_steps: int) -> bool:
-    return env_steps >= trainer.members[0].state.next_eval or env_steps >= trainer.cfg.trainer.total_steps
 
 
 def _result(trainer: Trainer, member: Member, wall_time: float) -> TrainResult:

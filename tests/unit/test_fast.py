@@ -54,12 +54,11 @@ def test_the_stacked_forward_gives_each_mlp_its_own_numbers_where_the_check_says
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_seeds_collected_together_fill_what_each_seed_alone_fills(make_cfg, layer_norm):
     # K seeds' rollouts share stacked arrays and (without LayerNorm) one forward pass per
-    # step, and each seed's next rollout starts right after its update (as the training
-    # loop does between evaluations); each seed's stored steps must still be those of the
-    # seed collecting alone, its rollouts started by `collect`, through updates in between.
+    # step; each seed's stored steps must still be those of the seed collecting alone,
+    # through updates in between.
     cfg = make_cfg("env=halfcheetah", "env.backend=envpool", f"network.layer_norm={layer_norm}", "logger=none")
 
-    def collect(seeds: list[int], start_early: bool) -> tuple[bool, list]:
+    def collect(seeds: list[int]) -> tuple[bool, list]:
         rollouts, filled = [], []
         for seed in seeds:
             envs = make_vector_env("HalfCheetah-v5", 16, "envpool", {}, 2)
@@ -70,16 +69,14 @@ def test_seeds_collected_together_fill_what_each_seed_alone_fills(make_cfg, laye
         for _ in range(3):
             group.collect()
             filled.append([dataclasses.asdict(rollout.batch) for rollout in rollouts])  # copies
-            for i, rollout in enumerate(rollouts):
+            for rollout in rollouts:
                 a2c_update(rollout.agent, rollout.batch)
-                if start_early:
-                    group.start(i)
         for rollout in rollouts:
             rollout.envs.close()
         return group.stacked, filled
 
-    stacked, together = collect([3, 4, 5], start_early=True)
-    _, alone = collect([4], start_early=False)
+    stacked, together = collect([3, 4, 5])
+    _, alone = collect([4])
     assert stacked is not layer_norm
     for beside, mine in zip(together, alone, strict=True):
         for key, array in mine[0].items():
