@@ -201,7 +201,7 @@ class MlflowServer:
             try:
                 if requests.get(f"{self.url}/health", timeout=2).ok:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or too busy to answer in 2 s
                 pass
             assert self.process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
             time.sleep(0.3)
