@@ -183,7 +183,15 @@ def _check_sweeper(overrides: list[str], composed: DictConfig) -> None:
         from abe.sweeps.optuna_sweeper import check_options
         from abe.sweeps.study import check_study, searched_keys, study_settings
 
-        check_options(sweeper.pruner, sweeper.pruner_warmup, sweeper.pruner_keep, sweeper.prune_on, sweeper.heartbeat_s)
+        check_options(
+            sweeper.pruner,
+            sweeper.pruner_warmup,
+            sweeper.pruner_keep,
+            sweeper.prune_on,
+            sweeper.heartbeat_s,
+            sweeper.max_env_steps,
+            sweeper.wait_for_batch,
+        )
         check_confirmation(sweeper.confirm_top, sweeper.confirm_seeds, composed.n_seeds, composed.trainer.num_envs)
         searched = searched_keys(overrides, sweeper.params)
         check_study(sweeper.storage, sweeper.study_name, study_settings(composed, searched))

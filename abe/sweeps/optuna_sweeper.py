@@ -89,6 +89,11 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     # whose heartbeat is 4 beats old is marked FAIL by the next sweeper that opens the study,
     # on any machine (0: off; then only trials of a dead sweeper on this machine are found).
     heartbeat_s: int = 30
+    # An env-step budget: no new trial starts once this sweep's trials would run more env
+    # steps than this, all seeds counted (an ended trial counts the steps it ran, up to its
+    # last evaluation if pruned or failed; a running one its whole budget); n_trials still
+    # caps the count. 0: no budget. Makes sweeps with other n_seeds or pruners comparable.
+    max_env_steps: int = 0
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
@@ -106,9 +111,10 @@ class AbeOptunaSweeper(OptunaSweeper):
         confirm_seeds: int,
         wait_for_batch: bool,
         heartbeat_s: int,
+        max_env_steps: int,
         **kwargs,
     ) -> None:
-        check_options(pruner, pruner_warmup, pruner_keep, prune_on, heartbeat_s)
+        check_options(pruner, pruner_warmup, pruner_keep, prune_on, heartbeat_s, max_env_steps, wait_for_batch)
         super().__init__(**kwargs)
         self.sweeper.__class__ = PruningSweeperImpl  # same state, abe's sweep()
         self.sweeper.pruner_spec = f"{pruner}:{pruner_warmup}:{pruner_keep}"
@@ -116,6 +122,7 @@ class AbeOptunaSweeper(OptunaSweeper):
         self.sweeper.prune_on = prune_on
         self.sweeper.confirm_top, self.sweeper.confirm_seeds = confirm_top, confirm_seeds
         self.sweeper.wait_for_batch, self.sweeper.heartbeat_s = wait_for_batch, heartbeat_s
+        self.sweeper.max_env_steps = max_env_steps
 
 
 # Set when a sweep ended without one finished trial: run.py then exits 1.
@@ -144,10 +151,27 @@ def sweeper_is_gone(owner: str | None) -> bool:
     return False
 
 
-def check_options(pruner: str, pruner_warmup: float, pruner_keep: float, prune_on: str, heartbeat_s: int = 30) -> None:
+def check_options(
+    pruner: str,
+    pruner_warmup: float,
+    pruner_keep: float,
+    prune_on: str,
+    heartbeat_s: int = 30,
+    max_env_steps: int = 0,
+    wait_for_batch: bool = False,
+) -> None:
     """abe's own sweeper options; run.py checks them before a sweep starts (abe.commands.hydra_edge)."""
     if not isinstance(heartbeat_s, int) or isinstance(heartbeat_s, bool) or heartbeat_s < 0:
         raise ConfigError(f"hydra.sweeper.heartbeat_s: got {heartbeat_s!r}; allowed: an integer >= 0 (seconds; 0: off)")
+    if not isinstance(max_env_steps, int) or isinstance(max_env_steps, bool) or max_env_steps < 0:
+        raise ConfigError(
+            f"hydra.sweeper.max_env_steps: got {max_env_steps!r}; "
+            "allowed: an integer >= 0 (env steps of all seeds; 0: no budget)"
+        )
+    if max_env_steps and wait_for_batch:
+        raise ConfigError(
+            "hydra.sweeper.max_env_steps: a budget needs abe's slots; allowed with hydra.sweeper.wait_for_batch=false"
+        )
     if pruner not in PRUNERS:
         raise ConfigError(f"hydra.sweeper.pruner: got '{pruner}'; allowed: {', '.join(PRUNERS)}")
     if not 0.0 <= pruner_warmup < 1.0:
@@ -170,6 +194,7 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     confirm_seeds: int = 5
     wait_for_batch: bool = False
     heartbeat_s: int = 30
+    max_env_steps: int = 0
     slots: Slots | None = None
 
     def sweep(self, arguments: list[str]) -> None:
@@ -232,10 +257,18 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
         """Keep every slot busy until n_trials trials were asked and all have ended."""
         to_ask, ended, failures, last_error = self.n_trials, 0, 0, None
         while to_ask or self.slots.running:
-            while to_ask and self.slots.free:
+            while to_ask and self.slots.free and self._affordable():
                 trial = self.study.ask()
                 to_ask -= 1
                 self.slots.start(trial, configure(trial))
+            if not self.slots.running:  # trials left to ask, but the budget cannot pay for one
+                log.info(
+                    "env-step budget: %s of hydra.sweeper.max_env_steps=%s spent; a trial needs %s: no more trials",
+                    f"{self._env_steps()[0]:,}",
+                    f"{self.max_env_steps:,}",
+                    f"{self._trial_budget({}):,}",
+                )
+                break
             error = self._tell(self.slots.next_ended())
             ended += 1
             if error is not None:
@@ -250,6 +283,30 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
                     to_ask = 0
         if last_error is not None and failures / ended > self.max_failure_rate:
             raise last_error
+
+    def _trial_budget(self, params: dict) -> int:
+        """Env steps of all seeds that a trial with `params` may run."""
+        return self._total_steps(params) * int(params.get("n_seeds", self.config.get("n_seeds", 1)))
+
+    def _total_steps(self, params: dict) -> int:
+        """Env steps per seed of a trial with `params` (trainer.total_steps may be searched)."""
+        return int(params.get("trainer.total_steps", self.config.trainer.total_steps))
+
+    def _env_steps(self) -> tuple[int, int]:
+        """This sweep's env steps, all seeds: run by its ended trials (a pruned or failed one
+        up to its last evaluation), and reserved by its running ones (their whole budget)."""
+        asked, ran = set(self._asked), 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number in asked and t.state.is_finished():
+                done = self._total_steps(t.params) if t.state == optuna.trial.TrialState.COMPLETE else t.last_step or 0
+                ran += self._trial_budget(t.params) * done // self._total_steps(t.params)
+        return ran, sum(self._trial_budget(t.params) for t in self.slots.running.values())
+
+    def _affordable(self) -> bool:
+        """Whether one more trial fits in the env-step budget (always, without one)."""
+        if not self.max_env_steps:
+            return True
+        return sum(self._env_steps()) + self._trial_budget({}) <= self.max_env_steps
 
     def _tell(self, ended: Ended) -> Exception | None:
         """Records a trial's end in the study; returns its error when it failed."""
@@ -274,6 +331,8 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
     def _write_results(self) -> None:
         best = self.study.best_trial
         results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        if self.slots is not None:  # abe's loop: what this sweep's trials ran, all seeds
+            results["env_steps"] = self._env_steps()[0]
         path = Path(self.config.hydra.sweep.dir) / "optimization_results.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(results, sort_keys=False))
