@@ -165,9 +165,10 @@ def test_a_mismatch_names_what_decides_float_rounding(tracked_run):
     assert here["machine.simd"] in ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon")
     assert here["machine.cpu"] and here["machine.torch_cpu_capability"] and here["versions.torch"]
     assert here["machine.cpu_count"] == str(os.cpu_count())
-    other = {**here, "machine.simd": "avx2", "versions.torch": "0.0"}
+    simd = "neon" if here["machine.simd"] != "neon" else "avx2"  # another CPU type than this one
+    other = {**here, "machine.simd": simd, "versions.torch": "0.0"}
     assert why_different(here, other) == (
-        f"the machine or versions differ: machine.simd {here['machine.simd']} -> avx2, versions.torch "
+        f"the machine or versions differ: machine.simd {here['machine.simd']} -> {simd}, versions.torch "
         f"{here['versions.torch']} -> 0.0 (float rounding differs between CPU types and versions; abe reproduces "
         "bit for bit on the same machine type with the same versions)"
     )
