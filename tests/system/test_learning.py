@@ -14,7 +14,8 @@ def test_halfcheetah_learns_well_above_random(make_cfg, tmp_path):
     # evaluations at 50k and 100k: 693 and -100 on an AMD EPYC (AVX2); 1087 at 100k on the
     # Intel Xeon earlier sessions ran on. Float rounding differs between CPU types, and a
     # HalfCheetah seed can fall over between two evaluations, so the test reads the best
-    # evaluation (as published A2C numbers do). A uniform random policy gets about -280 and standing still about 0.
+    # evaluation (as published A2C numbers do). A uniform random policy gets about -280 and
+    # standing still about 0.
     cfg = make_cfg(
         "trainer.total_steps=100000", "trainer.eval_every=50000", "trainer.progress_bar=false", "logger=none"
     )
