@@ -49,6 +49,7 @@ def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
         "experiment=halfcheetah",
         f"n_seeds={seeds}",
         f"seed_statistic={args.statistic}",
+        f"hydra.sweeper.sampler.seed={args.sampler_seed}",
         f"trainer.total_steps={args.steps}",
         f"trainer.eval_every={args.steps // 4}",
         "trainer.progress_bar=false",
@@ -88,6 +89,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=300_000, help="env steps per seed")
     parser.add_argument("--statistic", default="lcb")
+    parser.add_argument("--sampler-seed", type=int, default=0, help="TPE's seed, the same for both sweeps")
     parser.add_argument(
         "--pruner", default="none", help="none: fixed trial counts; median etc.: equal env-step budgets"
     )
@@ -100,7 +102,7 @@ def main() -> int:
     budget = args.trials * args.seeds * args.steps
     print(
         f"HalfCheetah-v5, lr x gamma, {budget:,} env steps of search per sweep ({args.steps:,} per seed), "
-        f"objective {args.statistic} for the robust sweep, pruner {args.pruner}; "
+        f"objective {args.statistic} for the robust sweep, pruner {args.pruner}, sampler seed {args.sampler_seed}; "
         "picks re-trained on held-out seeds 1000-1004"
     )
     print(
