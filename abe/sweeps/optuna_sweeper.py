@@ -161,9 +161,9 @@ def check_options(
     wait_for_batch: bool = False,
 ) -> None:
     """abe's own sweeper options; run.py checks them before a sweep starts (abe.commands.hydra_edge)."""
-    if not isinstance(heartbeat_s, int) or isinstance(heartbeat_s, bool) or heartbeat_s < 0:
+    if not _is_count(heartbeat_s):
         raise ConfigError(f"hydra.sweeper.heartbeat_s: got {heartbeat_s!r}; allowed: an integer >= 0 (seconds; 0: off)")
-    if not isinstance(max_env_steps, int) or isinstance(max_env_steps, bool) or max_env_steps < 0:
+    if not _is_count(max_env_steps):
         raise ConfigError(
             f"hydra.sweeper.max_env_steps: got {max_env_steps!r}; "
             "allowed: an integer >= 0 (env steps of all seeds; 0: no budget)"
@@ -184,6 +184,11 @@ def check_options(
         )
     if prune_on not in PRUNE_ON:
         raise ConfigError(f"hydra.sweeper.prune_on: got '{prune_on}'; allowed: {', '.join(PRUNE_ON)}")
+
+
+def _is_count(value) -> bool:
+    """An integer >= 0 (YAML's true/false are bools, which Python counts as ints)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class PruningSweeperImpl(_impl.OptunaSweeperImpl):
@@ -285,21 +290,21 @@ class PruningSweeperImpl(_impl.OptunaSweeperImpl):
             raise last_error
 
     def _trial_budget(self, params: dict) -> int:
-        """Env steps of all seeds that a trial with `params` may run."""
-        return self._total_steps(params) * int(params.get("n_seeds", self.config.get("n_seeds", 1)))
+        """Env steps of all seeds that a trial with `params` may run (either key may be searched)."""
+        return int(params.get("trainer.total_steps", self.config.trainer.total_steps)) * self._seeds(params)
 
-    def _total_steps(self, params: dict) -> int:
-        """Env steps per seed of a trial with `params` (trainer.total_steps may be searched)."""
-        return int(params.get("trainer.total_steps", self.config.trainer.total_steps))
+    def _seeds(self, params: dict) -> int:
+        return int(params.get("n_seeds", self.config.get("n_seeds", 1)))
 
     def _env_steps(self) -> tuple[int, int]:
         """This sweep's env steps, all seeds: run by its ended trials (a pruned or failed one
         up to its last evaluation), and reserved by its running ones (their whole budget)."""
         asked, ran = set(self._asked), 0
         for t in self.study.get_trials(deepcopy=False):
-            if t.number in asked and t.state.is_finished():
-                done = self._total_steps(t.params) if t.state == optuna.trial.TrialState.COMPLETE else t.last_step or 0
-                ran += self._trial_budget(t.params) * done // self._total_steps(t.params)
+            if t.number in asked and t.state == optuna.trial.TrialState.COMPLETE:
+                ran += self._trial_budget(t.params)
+            elif t.number in asked and t.state.is_finished():
+                ran += self._seeds(t.params) * (t.last_step or 0)  # steps per seed at its last report
         return ran, sum(self._trial_budget(t.params) for t in self.slots.running.values())
 
     def _affordable(self) -> bool:
