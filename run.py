@@ -1,6 +1,7 @@
 """Train abe's continuous A2C agent: `python run.py [overrides]`, sweeps with `-m`.
 
-Returns the final `eval/return_mean`, so any Hydra sweeper can optimise it.
+Returns the job's objective (the final `eval/return_mean`, or `seed_statistic` over
+its seeds), so any Hydra sweeper can optimise it.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from abe.commands.train import launch, run_job
+from abe.commands.hydra_edge import launch
 
 
 @hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    # torch, Tianshou and MLflow load here, after the command line passed its checks
+    from abe.commands.train import run_job
+
     return run_job(cfg)
 
 

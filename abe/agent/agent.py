@@ -14,6 +14,7 @@ from tianshou.algorithm.optim import TorchOptimizerFactory
 from abe.agent.actions import ActionScaling
 from abe.agent.networks import Critic, GaussianActor, ObservationNormalizer, build_mlp, orthogonal_init
 from abe.agent.optimizers import optimizer_kwargs
+from abe.core.compat import torch_optimizer
 from abe.core.schema import Config
 
 
@@ -57,7 +58,7 @@ class Agent:
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
-        return self.algorithm.optim._optim  # the torch optimizer inside Tianshou's wrapper
+        return torch_optimizer(self.algorithm)
 
 
 def resolve_device(name: str) -> str:

@@ -18,6 +18,10 @@ import torch.nn.functional as F
 from abe.agent.agent import Agent
 from abe.agent.rollout import RolloutBatch
 
+# Added to the return statistics' variance before its square root, as Tianshou's A2C does
+# (its `_eps`; tests/unit/test_compat.py checks they agree).
+RETURN_EPS = 1e-8
+
 
 def gae(
     rew: np.ndarray,
@@ -84,7 +88,7 @@ def advantages_and_targets(
     do not depend on the critic."""
     algo = agent.algorithm
     if algo.return_scaling:
-        scale = np.sqrt(algo.ret_rms.var + algo._eps)
+        scale = np.sqrt(algo.ret_rms.var + RETURN_EPS)
         v_s, v_next = v_s * scale, v_next * scale
     end = batch.terminated | batch.truncated
     end[-1] = True  # the episode goes on past the rollout: its tail is bootstrapped
@@ -93,7 +97,7 @@ def advantages_and_targets(
     valid = batch.valid.reshape(-1)
     returns, advantages = returns.reshape(-1)[valid], advantages.reshape(-1)[valid]
     if algo.return_scaling:
-        targets = returns / np.sqrt(algo.ret_rms.var + algo._eps)
+        targets = returns / np.sqrt(algo.ret_rms.var + RETURN_EPS)
         if agent.reward_sums is None:
             algo.ret_rms.update(returns)
         else:

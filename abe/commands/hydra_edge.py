@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -94,9 +95,9 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
     Bad input then fails before any run dir, MLflow run or checkpoint exists. Returns
     the config of a single run (None for a sweep or --help).
     """
-    from hydra._internal.utils import get_args_parser
+    from abe.core.compat import hydra_args_parser
 
-    args, _ = get_args_parser().parse_known_args(hydra_args(sys.argv[1:] if argv is None else argv))
+    args, _ = hydra_args_parser().parse_known_args(hydra_args(sys.argv[1:] if argv is None else argv))
     if args.help or args.hydra_help or args.shell_completion or args.info:
         return None
     config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
@@ -112,7 +113,7 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
         cfg = to_config(compose(overrides, config_dir, config_name))
         check_runtime(cfg)
         if args.multirun:
-            _check_sweep(args.overrides, config_dir, config_name)
+            _check_sweep(args.overrides, config_dir, config_name, joins_study=not args.cfg)
     except ConfigError as ex:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
@@ -125,8 +126,9 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
 MAX_CHECKED_SWEEP_VALUES = 200
 
 
-def _check_sweep(overrides: list[str], config_dir: Path, config_name: str) -> None:
-    """A sweep's values and its sweeper's options, on one composition of its fixed overrides."""
+def _check_sweep(overrides: list[str], config_dir: Path, config_name: str, joins_study: bool = True) -> None:
+    """A sweep's values and its sweeper's options, on one composition of its fixed overrides;
+    whether the study it joins was made with the same settings, unless it only prints (--cfg)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -135,7 +137,7 @@ def _check_sweep(overrides: list[str], config_dir: Path, config_name: str) -> No
     composed = compose(fixed, config_dir, config_name, with_hydra=True)
     sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
     _check_sweep_values(parser, sweeps, fixed, composed.hydra.sweeper.get("params") or {}, config_dir, config_name)
-    _check_sweeper(overrides, composed)
+    _check_sweeper(overrides, composed, joins_study)
 
 
 def _check_sweep_values(parser, sweeps: list, fixed: list[str], params, config_dir: Path, config_name: str) -> None:
@@ -175,12 +177,12 @@ def sweep_candidates(override) -> list[tuple[object, str]]:
     return [(override, f"{key}={value}") for value in values]
 
 
-def _check_sweeper(overrides: list[str], composed: DictConfig) -> None:
+def _check_sweeper(overrides: list[str], composed: DictConfig, joins_study: bool) -> None:
     """abe's Optuna sweeper options, checked before Hydra opens the sweep's MLflow parent run."""
     sweeper = composed.hydra.sweeper
     if sweeper.get("_target_") == "abe.sweeps.optuna_sweeper.AbeOptunaSweeper":
         from abe.sweeps.confirmation import check_confirmation
-        from abe.sweeps.optuna_sweeper import check_options
+        from abe.sweeps.search import check_options
         from abe.sweeps.study import check_study, searched_keys, study_settings
 
         check_options(
@@ -190,9 +192,10 @@ def _check_sweeper(overrides: list[str], composed: DictConfig) -> None:
             sweeper.prune_on,
             sweeper.heartbeat_s,
             sweeper.max_env_steps,
-            sweeper.wait_for_batch,
         )
         check_confirmation(sweeper.confirm_top, sweeper.confirm_seeds, composed.n_seeds, composed.trainer.num_envs)
+        if not joins_study:
+            return
         searched = searched_keys(overrides, sweeper.params)
         check_study(sweeper.storage, sweeper.study_name, study_settings(composed, searched))
 
@@ -203,7 +206,9 @@ def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | Non
         return None
     rest = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") != key and "=" in o]
     try:
-        return compose(_plain_overrides(rest, args.multirun), config_dir, args.config_name or "config")
+        return compose(
+            _plain_overrides(rest, args.multirun), config_dir, args.config_name or "config", key.startswith("hydra.")
+        )
     except (HydraException, OmegaConfBaseException):
         return None
 
@@ -326,3 +331,36 @@ def explain_hydra_error(ex: Exception, base_cfg: DictConfig | None = None) -> st
         lines = [line for line in text.splitlines() if line.strip()]
         return " ".join(lines[:2])
     return f"{type(ex).__name__}: {first_line(ex) if text.strip() else ''}"
+
+
+def terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def launch(main) -> None:
+    """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
+    sys.argv = [sys.argv[0], *hydra_args(sys.argv[1:])]
+    cfg = check_command_line()
+    if cfg is not None and cfg.logger.tracking:
+        from abe.tracking.helper import prewarm
+
+        prewarm()  # MLflow imports in a helper process while this one starts training
+    trust_own_callback()
+    from abe.tracking.sweep_parent import end_unfinished_parents
+
+    # SIGTERM ends a run or a sweep as Ctrl-C does (the default would kill this process
+    # alone, leaving joblib's workers, RUNNING trials and RUNNING MLflow runs behind).
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    try:
+        main()
+    except KeyboardInterrupt:
+        end_unfinished_parents("KILLED")
+        print("interrupted: MLflow runs marked KILLED; the last checkpoint is kept", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit as ex:  # Hydra reports an error in a sweep and exits 1
+        if ex.code not in (0, None):
+            end_unfinished_parents("FAILED", f"the sweep exited with code {ex.code}; see its output")
+        raise
+    except BaseException as ex:
+        end_unfinished_parents("FAILED", f"{type(ex).__name__}: {ex}")
+        raise

@@ -15,14 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from abe.agent.agent import resolve_device
-from abe.commands.hydra_edge import (
-    check_command_line,
-    check_runtime,
-    fail,
-    hydra_args,
-    to_config,
-    trust_own_callback,
-)
+from abe.commands.hydra_edge import check_runtime, fail, terminate_as_interrupt, to_config
 from abe.core import stats
 from abe.core.errors import ConfigError
 from abe.core.plots import learning_curve, seeds_curve
@@ -57,7 +50,7 @@ def run_job(raw: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     reporter = None
     if multirun:
-        from abe.sweeps.pruning import TrialReporter
+        from abe.sweeps.reporter import TrialReporter
 
         reporter = TrialReporter.for_this_job(cfg.trainer.total_steps, cfg.seed_statistic)
     try:
@@ -78,10 +71,6 @@ def run_job(raw: DictConfig) -> float:
 def _save_config(cfg: Config, run_dir: Path) -> None:
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra" / "config.yaml").write_text(cfg.to_yaml())
-
-
-def _terminate_as_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class Job:
@@ -127,7 +116,7 @@ class Job:
         as failed and goes on; a single run reports the failure as one line.
         """
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM ends the runs as KILLED
+            signal.signal(signal.SIGTERM, terminate_as_interrupt)  # SIGTERM ends the runs as KILLED
         self.finished: list = [None] * len(self.trackers)  # what each tracker uploads: a finished run's result
         self.job_result, status, error = None, "FAILED", None
         try:
@@ -233,38 +222,6 @@ class JobMetrics(Callback):
         }
         self.log_metrics(metrics, records[0]["env_steps"])
         return True
-
-
-def launch(main) -> None:
-    """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
-    sys.argv = [sys.argv[0], *hydra_args(sys.argv[1:])]
-    cfg = check_command_line()
-    if cfg is not None and cfg.logger.tracking:
-        from abe.tracking.helper import prewarm
-
-        prewarm()  # MLflow imports in a helper process while this one starts training
-    trust_own_callback()
-    from abe.tracking.sweep_parent import end_unfinished_parents
-
-    # SIGTERM ends a run or a sweep as Ctrl-C does (the default would kill this process
-    # alone, leaving joblib's workers, RUNNING trials and RUNNING MLflow runs behind).
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
-        main()
-        sweeper = sys.modules.get("abe.sweeps.optuna_sweeper")
-        if sweeper is not None and sweeper.found_nothing:  # said in one line by the sweeper
-            raise SystemExit(EXIT_TRAINING_FAILED)
-    except KeyboardInterrupt:
-        end_unfinished_parents("KILLED")
-        print("interrupted: MLflow runs marked KILLED; the last checkpoint is kept", file=sys.stderr)
-        raise SystemExit(130) from None
-    except SystemExit as ex:  # Hydra reports an error in a sweep and exits 1
-        if ex.code not in (0, None):
-            end_unfinished_parents("FAILED", f"the sweep exited with code {ex.code}; see its output")
-        raise
-    except BaseException as ex:
-        end_unfinished_parents("FAILED", f"{type(ex).__name__}: {ex}")
-        raise
 
 
 def _shown(path: Path) -> str:

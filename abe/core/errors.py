@@ -1,4 +1,4 @@
-"""The one exception type that abe reports to users as a single line."""
+"""The exceptions abe reports to users as a single line."""
 
 
 class ConfigError(ValueError):
@@ -9,3 +9,15 @@ def first_line(ex: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none)."""
     text = str(ex).strip()
     return text.splitlines()[0] if text else type(ex).__name__
+
+
+class NoTrialFinished(SystemExit):
+    """A sweep ended without one finished trial (said in one line before it is raised):
+    the process exits 1 and the sweep's MLflow parent run ends FAILED."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(1)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason

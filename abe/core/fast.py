@@ -1,6 +1,7 @@
 """Every fast path abe takes, in one place: each replaces a slower public call with
 one that gives the same numbers to the bit, and tests/unit/test_fast.py checks each
-against the call it replaces.
+against the call it replaces. (EnvPool's direct send/recv, which takes private names,
+lives in abe.core.compat.)
 
 Why they exist: the rollout calls the actor and the envs a few times per vector step
 on tiny arrays, where per-call Python (nn.Module dispatch, argument checks, dict
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,43 +100,3 @@ def sample_gaussian(mean: torch.Tensor, std: torch.Tensor, generator: torch.Gene
     large tensors differently)."""
     noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
     return noise.mul_(std).add_(mean)
-
-
-class EnvPoolDirectIO(NamedTuple):
-    """How to call an EnvPool pool's C++ `_send`/`_recv` without its Python wrapper
-    (per-call dict building, action checks, info unflattening)."""
-
-    action_keys: list[str]  # the order _send takes its arrays in
-    action_dtype: np.dtype
-    state_index: list[int]  # where obs, reward, done and trunc are in _recv's list
-
-    @staticmethod
-    def of(pool, version: str) -> EnvPoolDirectIO | None:
-        """The direct calls for this pool, or None to use pool.send/recv: known only for
-        envpool 1.2.5's single-player envs with flat observations (all of abe's)."""
-        spec = pool._spec
-        action_keys, state_keys = list(spec._action_keys), list(pool._state_keys)
-        if (
-            version != "1.2.5"
-            or pool.config.get("max_num_players", 1) != 1
-            or sorted(action_keys) != ["action", "env_id", "players.env_id"]
-            or "obs" not in state_keys
-        ):
-            return None
-        dtype = spec._action_spec[action_keys.index("action")][0]
-        state_index = [state_keys.index(key) for key in ("obs", "reward", "done", "trunc")]
-        return EnvPoolDirectIO(action_keys, dtype, state_index)
-
-    def send(self, pool, actions: np.ndarray) -> None:
-        pool._send(
-            [
-                np.array(actions, dtype=self.action_dtype, order="C") if key == "action" else pool.all_env_ids
-                for key in self.action_keys
-            ]
-        )
-
-    def recv(self, pool):
-        """(obs, reward, terminated, truncated, {}): abe reads none of EnvPool's info."""
-        state = pool._recv()
-        obs, reward, done, trunc = (state[i] for i in self.state_index)
-        return obs, reward, done & ~trunc, trunc, {}

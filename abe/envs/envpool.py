@@ -9,8 +9,8 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
+from abe.core.compat import EnvPoolDirectIO
 from abe.core.errors import ConfigError
-from abe.core.fast import EnvPoolDirectIO
 
 
 def import_envpool():
@@ -56,7 +56,7 @@ class EnvPoolVectorEnv:
         ]
         self.num_envs = num_envs
         self.pools = self._new_pools(first_seed=0)
-        self._direct = EnvPoolDirectIO.of(self.pools[0], envpool.__version__)
+        self._direct = EnvPoolDirectIO.of(self.pools[0])
         self.single_observation_space = self.pools[0].observation_space
         self.single_action_space = self.pools[0].action_space
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)

@@ -19,7 +19,6 @@ import yaml
 
 from abe.core import stats
 from abe.core.errors import ConfigError
-from abe.core.plots import confirmation_plot
 from abe.core.result import OBJECTIVE
 
 log = logging.getLogger(__name__)
@@ -109,4 +108,6 @@ def write_confirmation(rows: list[dict], sweep_dir: Path) -> None:
         )
     (sweep_dir / "confirmation.md").write_text("\n".join(lines) + "\n")
     if rows:
+        from abe.core.plots import confirmation_plot  # matplotlib: only once there is something to draw
+
         confirmation_plot(rows, sweep_dir / "confirmation.png")

@@ -1,22 +1,16 @@
-"""The job's side of pruning: report to its Optuna trial at every evaluation, and stop
-training (a callback that says stop) when the pruner says so."""
+"""Pruning's settings, shared by the sweeper and its jobs: the pruners, what trials are
+compared on, and how the sweeper tells each job its trial (abe.sweeps.reporter is the
+job's side)."""
 
 from __future__ import annotations
-
-import os
-import socket
-import sys
 
 import optuna
 
 from abe.core.result import OBJECTIVE
-from abe.core.stats import summarise
-from abe.sweeps.study import open_storage
-from abe.training.callbacks import Callback
 
 PRUNERS = ("median", "percentile", "hyperband", "none")
 PRUNE_ON = ("train/episode_return", OBJECTIVE)
-# How the sweeper tells each job its trial (hydra.job.env_set): see abe.sweeps.optuna_sweeper.
+# How the sweeper tells each job its trial (hydra.job.env_set): see abe.sweeps.search.
 ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
     "ABE_OPTUNA_TRIAL_ID",
     "ABE_OPTUNA_STUDY",
@@ -48,50 +42,3 @@ def make_pruner(spec: str, total_steps: int = 0) -> optuna.pruners.BasePruner:
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
-
-
-class TrialReporter(Callback):
-    """Reports the job's statistic over its seeds (of `prune_on`) to its trial after each
-    evaluation; says stop when the pruner does. The last evaluation is reported but never
-    pruned: training is over, and pruning it would only throw away a finished trial's
-    result."""
-
-    def __init__(self, total_steps: int, statistic: str = "mean") -> None:
-        self.study = optuna.load_study(
-            study_name=os.environ[ENV_STUDY],
-            storage=open_storage(os.environ[ENV_STORAGE]),
-            pruner=make_pruner(os.environ[ENV_PRUNER], total_steps),
-        )
-        self.trial = optuna.trial.Trial(self.study, int(os.environ[ENV_TRIAL]))
-        self.trial.set_user_attr(JOB_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-        if node := _ray_node():
-            self.trial.set_user_attr(RAY_NODE_ATTR, node)
-        self.total_steps, self.statistic = total_steps, statistic
-        self.metric = os.environ.get(ENV_PRUNE_ON, OBJECTIVE)
-        self.last_value: float | None = None  # the objective at the last report
-
-    @staticmethod
-    def for_this_job(total_steps: int, statistic: str = "mean") -> TrialReporter | None:
-        """A reporter when the Optuna sweeper runs this job with a study storage."""
-        return TrialReporter(total_steps, statistic) if ENV_TRIAL in os.environ else None
-
-    def on_evaluation(self, trainer, records: list[dict]) -> bool:
-        values = [r.get(self.metric, r[OBJECTIVE]) for r in records]  # no finished episode yet: the eval return
-        value = summarise(values, self.statistic)
-        env_steps = records[0]["env_steps"]
-        self.last_value = summarise([r[OBJECTIVE] for r in records], self.statistic)
-        self.trial.report(value, env_steps)
-        if env_steps < self.total_steps and self.trial.should_prune():
-            self.stop_reason = f"pruned by Optuna at {env_steps:,} env steps ({self.metric} {value:.1f})"
-            return False
-        return True
-
-    def mark_pruned(self) -> None:
-        self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-
-
-def _ray_node() -> str | None:
-    ray = sys.modules.get("ray")  # imported by the Ray worker that runs this job, if any
-    if ray is None or not ray.is_initialized():
-        return None
-    return ray.get_runtime_context().get_node_id()

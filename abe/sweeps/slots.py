@@ -1,11 +1,11 @@
 """Trials without a batch barrier: N slots, each refilled the moment its trial ends.
 
 Hydra's `Launcher.launch(jobs)` returns when every job of the batch has returned, so
-hydra-optuna-sweeper's batches wait for their slowest (or unpruned) trial. abe launches
-each trial as a job of its own, from its own thread, and the sweeper asks for the next
-trial as soon as any thread reports: through `launcher.launch([one job])` for the ray
-and submitit launchers, through joblib's (loky) executor directly for joblib (`_joblib`).
-The basic launcher runs the job in the sweeper's process: one slot, in this thread.
+batches wait for their slowest (or unpruned) trial. abe launches each trial as a job of
+its own, from its own thread, and the sweeper asks for the next trial as soon as any
+thread reports: through the launcher's public `launch([one job], idx)` for the ray and
+submitit launchers; in this thread for the basic launcher (its jobs run in this process:
+one slot). The joblib launcher is the exception (`_joblib`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from hydra.core.utils import JobReturn, filter_overrides
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from abe.sweeps.pruning import JOB_ATTR
 
@@ -34,38 +38,48 @@ STOP_WAIT_S = 10.0  # after an interrupt: how long the trials' processes get to 
 
 
 Launch = Callable[[Sequence[str], int], JobReturn]  # (a trial's overrides, its number) -> its job's return
+Heartbeat = tuple[float, Callable[[int], None]]  # (seconds between beats, beat(trial number))
 
 
-# The launchers' own "launching 1 job(s), #0 ..." lines, said for every trial: abe says "trial #N" instead.
-QUIET_LAUNCHER_LOGS = (
-    "hydra._internal.core_plugins.basic_launcher",
-    "hydra_plugins.hydra_joblib_launcher",
-    "hydra_plugins.hydra_ray_launcher",
-    "hydra_plugins.hydra_submitit_launcher",
-)
+def launcher_kind(config: DictConfig) -> str:
+    """basic, joblib, ray, submitit, ...: from the launcher's `_target_` in the config."""
+    target = str(config.hydra.launcher.get("_target_", ""))
+    return target.rsplit(".", 1)[-1].removesuffix("Launcher").lower() or "basic"
 
 
-def trial_launcher(launcher, n_jobs: int) -> tuple[Launch, int]:
-    """How to run one trial as a job of `launcher` from any slot's thread, and how many
-    slots it takes: `n_jobs`, but one for the basic launcher (its jobs run in this process)."""
-    kind = type(launcher).__name__
-    slots = n_jobs
-    if kind == "BasicLauncher" and n_jobs > 1:
-        log.warning("the basic launcher runs one trial at a time: use hydra/launcher=joblib for %d", n_jobs)
-        slots = 1
-    log.info("%d slot(s): the next trial starts when one ends", slots)
-    for name in QUIET_LAUNCHER_LOGS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if kind == "JoblibLauncher":
-        return _joblib(launcher), slots
-    if kind == "RayLauncher":
-        _start_ray(launcher)
+def prepare_launcher_config(config: DictConfig) -> None:
+    """Before the launcher is built: a Ray trial whose worker died FAILs (Ray's default
+    would re-run its task up to 3 times, in the same job dir)."""
+    if launcher_kind(config) == "ray":
+        with open_dict(config):
+            config.hydra.launcher.ray.remote.setdefault("max_retries", 0)
 
+
+def trial_launcher(
+    launcher, config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction
+) -> tuple[Launch, int]:
+    """How to run one trial as a job from any slot's thread, and how many slots the
+    launcher can run at once (the sweeper takes up to hydra.sweeper.n_jobs of them)."""
+    kind = launcher_kind(config)
+    # The launcher's own "launching 1 job(s), #0 ..." lines, said for every trial: abe says "trial #N" instead.
+    logging.getLogger(type(launcher).__module__.rsplit(".", 1)[0]).setLevel(logging.WARNING)
+    if kind == "joblib":
+        return _joblib(config, hydra_context, task_function), sys.maxsize
+    if kind == "basic":
+        if int(config.hydra.sweeper.get("n_jobs", 1)) > 1:
+            log.warning("the basic launcher runs one trial at a time: use hydra/launcher=joblib for more")
+        return _launch_with(launcher), 1
+    if kind == "ray":
+        _start_ray(config)
+    return _launch_with(launcher), sys.maxsize
+
+
+def _launch_with(launcher) -> Launch:
     def launch(overrides: Sequence[str], number: int) -> JobReturn:
         log.info("trial #%d: %s", number, shown(overrides))
         return launcher.launch([overrides], initial_job_idx=number)[0]
 
-    return launch, slots
+    return launch
 
 
 def shown(overrides: Sequence[str]) -> str:
@@ -74,50 +88,71 @@ def shown(overrides: Sequence[str]) -> str:
     return " ".join(o for o in filter_overrides(overrides) if not o.lstrip("+~").startswith("hydra."))
 
 
-def _joblib(launcher) -> Launch:
-    """Jobs on loky's worker processes, one `submit` per trial. (joblib.Parallel, which
-    the joblib launcher calls, is not safe to call from several threads at once: one
-    call's end shut down the executor under another's running trial, which then hung.)"""
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import setup_globals
-    from hydra_plugins.hydra_joblib_launcher._core import execute_job
+def _joblib(config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction) -> Launch:
+    """hydra/launcher=joblib: each trial one task on loky's reusable worker processes,
+    the pool the joblib launcher itself uses (hydra.launcher.n_jobs workers).
+
+    Why not `launcher.launch([one job])` per slot: the joblib launcher runs its jobs
+    with joblib.Parallel, which is not safe to call from several threads at once (one
+    call's end shut down the executor under another's running trial, which then hung).
+    So each task runs `run_one_job`, which does what the launcher does for a job, with
+    Hydra's public job API. tests/cli/test_sweeps.py runs joblib sweeps end to end."""
     from joblib import effective_n_jobs
     from joblib.executor import get_memmapping_executor
 
+    launcher_cfg = config.hydra.launcher
+    if launcher_cfg.get("backend") not in (None, "loky"):
+        log.warning("hydra.launcher.backend=%s: abe's slots run joblib trials on loky", launcher_cfg.backend)
+    workers = effective_n_jobs(launcher_cfg.get("n_jobs", -1))
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     setup_globals()
-    workers = effective_n_jobs(launcher.joblib.get("n_jobs", -1))
-    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
     def launch(overrides: Sequence[str], number: int) -> JobReturn:
         log.info("trial #%d: %s", number, shown(overrides))
-        # joblib's own reusable executor (Parallel, which runs the confirmation jobs, reuses it); a
-        # new one if a dead worker broke the last
+        # joblib's reusable loky pool, the one joblib.Parallel (the launcher's confirmation jobs) reuses;
+        # a new one if a killed worker broke the last
         executor = get_memmapping_executor(workers)
         job = executor.submit(
-            execute_job,
-            number,
-            overrides,
-            launcher.hydra_context,
-            launcher.config,
-            launcher.task_function,
-            0,
-            Singleton.get_state(),
-            False,
+            run_one_job, number, list(overrides), hydra_context, config, task_function, Singleton.get_state()
         )
         return job.result()
 
     return launch
 
 
-def _start_ray(launcher) -> None:
-    """Once, here: the slots' threads would race to ray.init. A killed trial FAILs: Ray's
-    default would re-run its task up to 3 times, in the same job dir."""
-    from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
-    from omegaconf import OmegaConf, open_dict, read_write
+def run_one_job(
+    number: int,
+    overrides: list[str],
+    hydra_context: HydraContext,
+    config: DictConfig,
+    task_function: TaskFunction,
+    singleton_state,
+) -> JobReturn:
+    """One job of a sweep in a worker process, as Hydra's launchers run one: its config
+    composed from the sweep's with the job's overrides, its own dir, id and number."""
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    job_config = hydra_context.config_loader.load_sweep_config(config, overrides)
+    with open_dict(job_config):
+        job_config.hydra.job.id = f"{job_config.hydra.job.name}_{number}"
+        job_config.hydra.job.num = number
+    HydraConfig.instance().set_config(job_config)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=job_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
 
-    with read_write(launcher.ray_cfg), open_dict(launcher.ray_cfg):
-        launcher.ray_cfg.remote.setdefault("max_retries", 0)
-    start_ray(OmegaConf.create(OmegaConf.to_container(launcher.ray_cfg.init, resolve=True)))
+
+def _start_ray(config: DictConfig) -> None:
+    """Once, here, with the launcher's own `ray.init` settings: the slots' threads would
+    race to start Ray in their launches."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**OmegaConf.to_container(config.hydra.launcher.ray.init, resolve=True))
 
 
 @dataclass
@@ -130,22 +165,21 @@ class Ended:
 
 
 class Slots:
-    def __init__(self, launch: Launch, size: int, storage=None, heartbeat_s: float = 0) -> None:
+    def __init__(self, launch: Launch, size: int, heartbeat: Heartbeat | None = None) -> None:
         self.launch, self.size = launch, size
         self.running: dict[int, optuna.Trial] = {}  # by trial number
         self._ended: queue.Queue[Ended] = queue.Queue()
-        self._storage = storage if heartbeat_s else None
-        if self._storage is not None:
-            beat = threading.Thread(target=self._beat, args=(storage, heartbeat_s), name="abe-heartbeat", daemon=True)
-            beat.start()
+        self._beat = heartbeat[1] if heartbeat else None
+        if heartbeat is not None:
+            threading.Thread(target=self._beats, args=(heartbeat[0],), name="abe-heartbeat", daemon=True).start()
 
-    def _beat(self, storage, interval: float) -> None:
+    def _beats(self, interval: float) -> None:
         """The running trials' heartbeats: a sweeper that stops beating (killed, its machine
         lost) leaves trials that the next sweeper on the study marks FAIL."""
         while True:
-            for trial in list(self.running.values()):
+            for number in list(self.running):
                 with contextlib.suppress(Exception):  # a trial that just ended; a storage hiccup
-                    storage.record_heartbeat(trial._trial_id)
+                    self._beat(number)
             time.sleep(interval)
 
     @property
@@ -154,8 +188,8 @@ class Slots:
 
     def start(self, trial: optuna.Trial, overrides: Sequence[str]) -> None:
         self.running[trial.number] = trial
-        if self._storage is not None:  # its first beat now: a sweeper may die before the next
-            self._storage.record_heartbeat(trial._trial_id)
+        if self._beat is not None:  # its first beat now: a sweeper may die before the next
+            self._beat(trial.number)
         if self.size == 1:  # in this thread: a Ctrl-C reaches the job as it always did
             self._run(trial, overrides)
             return
@@ -195,9 +229,11 @@ class Slots:
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal([pid for pid in pids if _alive(pid)], signal.SIGKILL)
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            ray.shutdown()
+        if "ray" in sys.modules:  # a Ray driver of this sweep (imported only by hydra/launcher=ray)
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
 
 
 def _local_pid(where: str | None) -> int | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from abe.core.errors import NoTrialFinished
 from abe.core.result import JOB_OBJECTIVE, OBJECTIVE
 from abe.core.schema import LoggerConfig
 
@@ -68,13 +69,16 @@ class MlflowSweepCallback(Callback):
 
         client, _, uri = connect(_logger_config(config))
         stopping = sys.exc_info()[1]  # Hydra calls this on its way out of an interrupted sweep too
-        if stopping is not None:
+        if stopping is not None and not isinstance(stopping, NoTrialFinished):
             if (uri, parent) in _launched_parents:
                 killed = isinstance(stopping, KeyboardInterrupt)
                 reason = None if killed else f"{type(stopping).__name__}: {stopping}"[:500]
                 end_unfinished_parents("KILLED" if killed else "FAILED", reason)
             return
         try:
+            left = end_running_runs(config, Path(config.hydra.sweep.dir), "the sweep ended while this run was RUNNING")
+            if left:
+                log.warning("the sweep ended with %d MLflow run(s) RUNNING: marked KILLED", left)
             best = summarise_sweep(client, parent, Path(config.hydra.sweep.dir))
             if best is None:  # every trial failed (or was pruned): the sweep found nothing
                 client.set_tag(parent, "error", "no trial finished; see the trials' runs for why")
@@ -157,3 +161,26 @@ def end_running_children(client, parent: str, status: str) -> None:
     for child in children:
         client.set_tag(child.info.run_id, "error", "the sweep was stopped while this trial ran")
         client.set_terminated(child.info.run_id, status)
+
+
+def end_running_runs(config: DictConfig, run_dir: Path, reason: str, status: str = "KILLED") -> int:
+    """End the RUNNING MLflow runs made in `run_dir` or below it (a trial's job dir: its
+    run, its seeds' nested runs) with `status` and `reason`: runs whose process was
+    killed (a loky worker stops its whole pool) cannot end themselves. Returns how many."""
+    if not _tracking(config):
+        return 0
+    from abe.tracking.store import connect
+
+    client, experiment_id, _ = connect(_logger_config(config))
+    base = str(Path(run_dir).resolve()).replace("'", "\\'")
+    running = [
+        run
+        for where in (f"tags.run_dir = '{base}'", f"tags.run_dir LIKE '{base}/%'")
+        for run in client.search_runs(
+            [experiment_id], filter_string=f"{where} and attributes.status = 'RUNNING'", max_results=10_000
+        )
+    ]
+    for run in running:
+        client.set_tag(run.info.run_id, "error", reason[:5000])
+        client.set_terminated(run.info.run_id, status)
+    return len(running)

@@ -49,10 +49,6 @@ CASES = [
         "hydra.sweeper.max_env_steps: got -1; allowed: an integer >= 0 (env steps of all seeds; 0: no budget)",
     ),
     (
-        ["-m", "hparams_search=lr_gamma", "hydra.sweeper.max_env_steps=100000", "hydra.sweeper.wait_for_batch=true"],
-        "hydra.sweeper.max_env_steps: a budget needs abe's slots; allowed with hydra.sweeper.wait_for_batch=false",
-    ),
-    (
         ["-m", "hparams_search=lr_gamma", "hydra.sweeper.storage=sqlite:////no/such/folder/o.db"],
         "hydra.sweeper.storage: cannot open 'sqlite:////no/such/folder/o.db' (OperationalError",
     ),

@@ -16,8 +16,8 @@ import optuna
 import pytest
 
 from abe import PROJECT_ROOT
-from abe.sweeps.optuna_sweeper import FAIL_ATTR
 from abe.sweeps.pruning import JOB_ATTR, RAY_NODE_ATTR
+from abe.sweeps.search import FAIL_ATTR
 from tests.cli.test_optuna import SMALL, States
 from tests.cli.test_readme import readme_commands
 from tests.conftest import USER_DIR, MlflowServer, free_port, run_cli

@@ -1,6 +1,7 @@
 """The house rules, checked: ruff is clean, abe's layers import one way, no import cycle."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,29 @@ def test_the_cycle_check_finds_a_cycle():
 def test_ruff_is_clean(command):
     proc = subprocess.run([sys.executable, "-m", "ruff", *command], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+# A dependency's private names (modules or attributes with a leading underscore that abe
+# reaches into), test doubles in production code and swapped classes. Only
+# abe/core/compat.py may hold such a use, each checked by tests/unit/test_compat.py.
+PRIVATE_USE = re.compile(
+    r"\b_impl\b|hydra\._internal|\b_core\b|_launcher_util|unittest import mock|\bmock\.patch|__class__ = "
+    r"|\b(?!self\b)\w+\._(storage|trial_id|study_id|optim|eps|send|recv|spec|state_keys|action_keys)\b"
+    r"|sys\.modules\.get"
+)
+
+
+def private_uses(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if PRIVATE_USE.search(line) and not line.strip().startswith("#")]
+
+
+def test_no_private_names_of_dependencies_outside_compat():
+    files = [p for p in [*PACKAGE.rglob("*.py"), PROJECT_ROOT / "run.py"] if p.name != "compat.py"]
+    found = [f"{p.relative_to(PROJECT_ROOT)}: {line}" for p in files for line in private_uses(p.read_text())]
+    assert not found, "\n".join(found)
+
+
+def test_the_private_name_check_finds_each_kind():
+    for line in ["from hydra._internal.utils import x", "study._storage.get()", "algo._eps + 1", "x.__class__ = Y"]:
+        assert private_uses(line), line
+    assert not private_uses("self._storage = storage")

@@ -3,7 +3,8 @@
 import optuna
 import pytest
 
-from abe.sweeps.pruning import ENV_PRUNE_ON, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, TrialReporter, make_pruner
+from abe.sweeps.pruning import ENV_PRUNE_ON, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, make_pruner
+from abe.sweeps.reporter import TrialReporter
 
 
 def test_percentile_pruner_keeps_the_top_share_after_the_warm_up():

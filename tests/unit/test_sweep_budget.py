@@ -1,36 +1,39 @@
 """hydra.sweeper.max_env_steps: a sweep stops asking for trials once the next one could
 overrun its env-step budget, and a pruned trial pays only for the steps it ran."""
 
-import functools
 from types import SimpleNamespace
 
 import optuna
 from omegaconf import OmegaConf
 
-from abe.sweeps.optuna_sweeper import PruningSweeperImpl
+from abe.sweeps.optuna_sweeper import AbeOptunaSweeperConf
+from abe.sweeps.search import OptunaSearch
+from abe.sweeps.search_space import SearchSpace
 from abe.sweeps.slots import Slots
 
 States = optuna.trial.TrialState
 TOTAL_STEPS, SEEDS = 1000, 2  # a trial may run 2,000 env steps, all seeds
 
 
-def budget_sweep(budget: int, pruned_at: dict[int, int]) -> tuple[PruningSweeperImpl, optuna.Study]:
+def budget_sweep(budget: int, pruned_at: dict[int, int]) -> tuple[OptunaSearch, optuna.Study]:
     """A sweeper of 10 trials whose jobs end at once: trial n is pruned after
     `pruned_at[n]` env steps per seed, the others complete."""
-    study = optuna.create_study(direction="maximize")
-    study.tell = functools.partial(study.tell, skip_if_finished=True)  # as the sweeper's study does
+    defaults = {k: v for k, v in vars(AbeOptunaSweeperConf()).items() if k not in ("_target_", "defaults")}
+    options = {**defaults, "sampler": {"_target_": "optuna.samplers.RandomSampler", "seed": 0}, "max_env_steps": budget}
+    sweeper = OptunaSearch(**{**options, "n_trials": 10, "params": None})
+    sweeper.config = OmegaConf.create({"trainer": {"total_steps": TOTAL_STEPS}, "n_seeds": SEEDS})
+    sweeper.storage = optuna.storages.InMemoryStorage()
+    sweeper.study = study = optuna.create_study(storage=sweeper.storage, direction="maximize")
+    sweeper.study_id = sweeper.storage.get_study_id_from_name(study.study_name)
 
     def launch(overrides, number: int):
         if number in pruned_at:  # the job's side: report, then mark the trial pruned
-            study._storage.set_trial_intermediate_value(study.trials[number]._trial_id, pruned_at[number], 0.0)
+            optuna.trial.Trial(study, sweeper._id_in_storage(number)).report(0.0, pruned_at[number])
             study.tell(number, state=States.PRUNED)
         return SimpleNamespace(return_value=float(number))
 
-    sweeper = object.__new__(PruningSweeperImpl)
-    sweeper.config = OmegaConf.create({"trainer": {"total_steps": TOTAL_STEPS}, "n_seeds": SEEDS})
-    sweeper.study, sweeper._asked, sweeper.slots = study, [], Slots(launch, 1)
-    sweeper.n_trials, sweeper.max_failure_rate, sweeper.max_env_steps = 10, 1.0, budget
-    sweeper._run_trials(lambda trial: sweeper._asked.append(trial.number) or [])
+    sweeper.slots = Slots(launch, 1)
+    sweeper._run_trials(SearchSpace())
     return sweeper, study
 
 
