@@ -93,7 +93,8 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
     """Compose and check the config of `run.py`'s command line before Hydra runs.
 
     Bad input then fails before any run dir, MLflow run or checkpoint exists. Returns
-    the config of a single run (None for a sweep or --help).
+    the config of a single run (None for a sweep, --help, or --cfg: a command that only
+    prints the config gets its keys and values checked, not its env or its study).
     """
     from abe.core.compat import hydra_args_parser
 
@@ -111,14 +112,15 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
     try:
         overrides = _plain_overrides(args.overrides, args.multirun)
         cfg = to_config(compose(overrides, config_dir, config_name))
-        check_runtime(cfg)
         if args.multirun:
             _check_sweep(args.overrides, config_dir, config_name, joins_study=not args.cfg)
+        if not args.cfg:
+            check_runtime(cfg)  # builds the env: after the checks that need only the config
     except ConfigError as ex:
         fail(str(ex))
     except (HydraException, OmegaConfBaseException) as ex:
         fail(explain_hydra_error(ex, _config_without(unknown_key(ex), args, config_dir)))
-    return None if args.multirun else cfg
+    return None if args.multirun or args.cfg else cfg
 
 
 # A sweep's values are checked one at a time (each against the fixed overrides), not
