@@ -3,7 +3,7 @@ written atomically and loaded without running code (``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import torch
@@ -11,6 +11,7 @@ import yaml
 
 from abe.agent.agent import Agent
 from abe.core.errors import ConfigError, first_line
+from abe.core.files import write_bytes
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
 
@@ -18,7 +19,8 @@ FORMAT_VERSION = 2  # 2: config, progress, rollout position and RNG states for r
 
 
 def save_checkpoint(agent: Agent, path: Path, cfg: Config, training: dict) -> None:
-    """Write to a temporary file, then rename: a kill mid-write leaves the old one intact.
+    """Written whole or not at all (abe.core.files): a full disk or a kill mid-write
+    leaves the last checkpoint intact.
 
     `training` holds the loop's progress, the rollout's position (env states included)
     and the random generators, so that `python -m abe resume` continues exactly.
@@ -36,13 +38,9 @@ def save_checkpoint(agent: Agent, path: Path, cfg: Config, training: dict) -> No
     }
     if agent.reward_sums is not None:
         state["reward_sums"] = torch.from_numpy(agent.reward_sums.copy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # torch reports a full disk as "unexpected pos": write the bytes ourselves
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path: Path) -> dict:

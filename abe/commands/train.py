@@ -18,6 +18,7 @@ from abe.agent.agent import resolve_device
 from abe.commands.hydra_edge import check_runtime, fail, terminate_as_interrupt, to_config
 from abe.core import stats
 from abe.core.errors import ConfigError
+from abe.core.files import WriteFailed
 from abe.core.plots import learning_curve, seeds_curve
 from abe.core.result import JOB_OBJECTIVE, OBJECTIVE, JobResult, TrainResult
 from abe.core.schema import Config
@@ -130,7 +131,7 @@ class Job:
         except KeyboardInterrupt:
             status = "KILLED"
             raise
-        except TrainingDiverged as ex:
+        except (TrainingDiverged, WriteFailed) as ex:  # one line: the reason, or the path and what is wrong
             error = str(ex)
             print(f"error: {ex}", file=sys.stderr)
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
+
+from abe.core.files import write_bytes
+
+
+def _save(fig, path: Path) -> Path:
+    """The figure as a PNG at `path`, written whole or not at all (abe.core.files)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return write_bytes(path, buffer.getvalue())
 
 
 def learning_curve(evaluations: list[dict], title: str, path: Path) -> Path:
@@ -25,9 +36,7 @@ def learning_curve(evaluations: list[dict], title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def sweep_plot(points: list[tuple[float, float, float]], path: Path) -> Path:
@@ -52,9 +61,7 @@ def sweep_plot(points: list[tuple[float, float, float]], path: Path) -> Path:
     axes[2].legend(loc="best")
     fig.suptitle(f"{len(value)} trials: objective against lr and gamma")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def seeds_curve(curves: list[list[dict]], seeds: list[int], title: str, path: Path) -> Path:
@@ -72,9 +79,7 @@ def seeds_curve(curves: list[list[dict]], seeds: list[int], title: str, path: Pa
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def confirmation_plot(rows: list[dict], path: Path) -> Path:
@@ -98,6 +103,4 @@ def confirmation_plot(rows: list[dict], path: Path) -> Path:
     ax.set_xlabel("final eval return on held-out seeds (dots), mean and 95% bootstrap interval")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

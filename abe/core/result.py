@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from abe.core.files import write_text
+
 OBJECTIVE = "eval/return_mean"  # a seed's final evaluation: the mean return over its episodes
 JOB_OBJECTIVE = "objective"  # a job's `seed_statistic` over its seeds' OBJECTIVE: what sweeps maximise
 
@@ -46,9 +48,7 @@ class TrainResult:
         return result
 
     def write(self, run_dir: Path) -> Path:
-        path = run_dir / "result.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_text(run_dir / "result.json", json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 @dataclass
@@ -78,6 +78,4 @@ class JobResult:
         }
 
     def write(self, run_dir: Path) -> Path:
-        path = run_dir / "result.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_text(run_dir / "result.json", json.dumps(self.to_dict(), indent=2) + "\n")

@@ -209,3 +209,39 @@ def test_two_sweepers_on_one_sqlite_study_and_store_lose_no_trial(tmp_path):
     assert sorted(
         len([r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]) for p in parents
     ) == [4, 4]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KB tmpfs: room for the run's first checkpoint (99 KB on Pendulum) and its
+    Hydra files, not for a second one beside it (written whole, then renamed)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; the suite runs as another user here")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resume_finishes_once_there_is_room(tmp_path, small_disk):
+    run_dir, store = small_disk / "run", tmp_path / "store"
+    steps = ["trainer.total_steps=4096", "trainer.eval_every=2048", "trainer.num_envs=2", "trainer.eval_episodes=1"]
+    short = [*PENDULUM[:1], *steps, "trainer.progress_bar=false", f"logger.store_dir={store}"]
+    proc = run_cli(*short, f"hydra.run.dir={run_dir}", env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {run_dir}/checkpoints/last.pt: No space left on device"
+    ), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]  # no half-written file
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])[0]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == f"cannot write {run_dir}/checkpoints/last.pt: No space left on device"
+
+    subprocess.run(["mount", "-o", "remount,size=10m", str(small_disk)], check=True)  # space freed
+    resumed = run_module("resume", str(run_dir), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run_dir / "result.json").read_text())["env_steps"] == 4096
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
