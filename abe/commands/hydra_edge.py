@@ -103,8 +103,10 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
         return None
     config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
     config_name = args.config_name or "config"
+    if args.cfg and args.multirun:
+        fail(f"--cfg prints the config without running it: drop -m (python run.py ... --cfg {args.cfg})")
     search = [o for o in args.overrides if o.startswith("hparams_search=") and not o.endswith("=null")]
-    if search and not args.multirun:
+    if search and not args.multirun and not args.cfg:
         fail(
             f"{search[0]}: a search runs as a sweep: add -m (python run.py -m {search[0]} ...); without it "
             "one run would train with the default lr and gamma"

@@ -4,6 +4,7 @@ with result.json, a learning curve and the end-of-run summary; bad input as one 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from abe.core import stats
 from abe.core.errors import ConfigError
 from abe.core.files import WriteFailed
 from abe.core.plots import learning_curve, seeds_curve
+from abe.core.processes import ENV_SWEEPER_PID, stop_when_orphaned
 from abe.core.result import JOB_OBJECTIVE, OBJECTIVE, JobResult, TrainResult
 from abe.core.schema import Config
 from abe.tracking import make_tracker
@@ -59,10 +61,19 @@ def run_job(raw: DictConfig) -> float:
         job = Job(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
     except ConfigError as ex:
         fail(str(ex))
+    done = threading.Event()  # a joblib job whose sweeper was killed outright stops itself
+    sweeper = os.environ.get(ENV_SWEEPER_PID) if multirun else None
+    orphan_watch = sweeper is not None and stop_when_orphaned(int(sweeper), done)
     try:
         value = job.run(callbacks=[reporter] if reporter else [])
     except ConfigError as ex:  # the tracking store failed the run after it started
         fail(str(ex))
+    except KeyboardInterrupt:
+        if orphan_watch and reporter is not None and os.getppid() != int(sweeper):
+            reporter.mark_failed(f"its sweeper (pid {sweeper}) died")
+        raise
+    finally:
+        done.set()
     if job.stopped_early and reporter is not None:
         reporter.mark_pruned()
         return reporter.last_value

@@ -21,6 +21,7 @@ ENV_TRIAL, ENV_STUDY, ENV_STORAGE, ENV_PRUNER, ENV_PRUNE_ON = (
 
 # Where a trial's job runs, as host:pid: the sweeper stops it there when interrupted.
 JOB_ATTR = "abe_job_process"
+FAIL_ATTR = "abe_fail_reason"  # why a trial failed, in one line
 RAY_NODE_ATTR = "abe_ray_node"  # the Ray node, when the trial runs as a Ray task (hydra/launcher=ray)
 
 

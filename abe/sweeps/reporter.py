@@ -17,6 +17,7 @@ from abe.sweeps.pruning import (
     ENV_STORAGE,
     ENV_STUDY,
     ENV_TRIAL,
+    FAIL_ATTR,
     JOB_ATTR,
     RAY_NODE_ATTR,
     make_pruner,
@@ -63,6 +64,11 @@ class TrialReporter(Callback):
 
     def mark_pruned(self) -> None:
         self.study.tell(self.trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+
+    def mark_failed(self, reason: str) -> None:
+        """The job stopped for good (its sweeper died): the study says so, as MLflow does."""
+        self.trial.set_user_attr(FAIL_ATTR, reason)
+        self.study.tell(self.trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
 def _ray_node() -> str | None:

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import shlex
-import socket
 import sys
 import warnings
 from pathlib import Path
@@ -40,6 +39,7 @@ from hydra_plugins.hydra_optuna_sweeper.config import Direction
 from omegaconf import DictConfig
 
 from abe.core.errors import ConfigError, NoTrialFinished, first_line
+from abe.core.processes import ENV_SWEEPER_PID, is_gone, this_process
 from abe.sweeps.confirmation import (
     best_configurations,
     confirmation_overrides,
@@ -48,18 +48,20 @@ from abe.sweeps.confirmation import (
     read_returns,
     write_confirmation,
 )
+from abe.sweeps.placement import absolute, stores_for_jobs
 from abe.sweeps.pruning import (
     ENV_PRUNE_ON,
     ENV_PRUNER,
     ENV_STORAGE,
     ENV_STUDY,
     ENV_TRIAL,
+    FAIL_ATTR,
     PRUNE_ON,
     PRUNERS,
     make_pruner,
 )
 from abe.sweeps.search_space import SearchSpace
-from abe.sweeps.slots import Ended, Slots, prepare_launcher_config, trial_launcher
+from abe.sweeps.slots import Ended, Slots, trial_launcher
 from abe.sweeps.study import SETTINGS_ATTR, open_storage, searched_keys, study_settings
 from abe.tracking.sweep_parent import end_running_runs
 
@@ -68,7 +70,6 @@ log = logging.getLogger(__name__)
 
 # The sweeper process that asked a trial, as host:pid.
 OWNER_ATTR = "abe_sweeper"
-FAIL_ATTR = "abe_fail_reason"  # why a trial failed, in one line
 
 
 def check_options(
@@ -116,24 +117,6 @@ def _direction(direction) -> str:
     return direction.name if isinstance(direction, Direction) else str(direction)
 
 
-def sweeper_is_gone(owner: str | None) -> bool:
-    """A RUNNING trial is abandoned when the sweeper that asked it has died: known only
-    on its own machine (a trial of a sweeper elsewhere is left alone); a trial from
-    before abe recorded owners counts as abandoned."""
-    if not owner:
-        return True
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
-
-
 class OptunaSearch:
     """The search behind AbeOptunaSweeper: see the module's docstring."""
 
@@ -179,10 +162,13 @@ class OptunaSearch:
         self.slots: Slots | None = None
         self.study: optuna.Study | None = None
         self._asked: list[int] = []  # this sweeper's trials (other sweepers may share the study)
+        self.job_env: dict[str, str] = {}  # what every job finds in its environment (setup)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
-        prepare_launcher_config(config)
+        if self.storage_url is not None:
+            self.storage_url = absolute(self.storage_url)  # the same file for jobs in other working dirs
+        self.job_env = {**stores_for_jobs(config, self.storage_url), ENV_SWEEPER_PID: str(os.getpid())}
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
@@ -252,20 +238,21 @@ class OptunaSearch:
 
     def _start(self, trial: optuna.Trial, space: SearchSpace) -> None:
         self._asked.append(trial.number)
-        trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")  # other sweepers leave it alone
+        trial.set_user_attr(OWNER_ATTR, this_process())  # other sweepers leave it alone
         self.slots.start(trial, self._job_overrides(trial, space.suggest(trial)))
 
     def _job_overrides(self, trial: optuna.Trial, overrides: list[str]) -> list[str]:
-        """The trial's overrides, and where its job finds its trial (none in memory)."""
-        if self.storage_url is None:
-            return overrides
-        channel = {
-            ENV_STUDY: self.study.study_name,
-            ENV_STORAGE: self.storage_url,
-            ENV_PRUNER: self.pruner_spec,
-            ENV_PRUNE_ON: self.prune_on,
-            ENV_TRIAL: str(self._id_in_storage(trial.number)),
-        }
+        """The trial's overrides, plus what its job must find wherever it runs: its trial in
+        the study (none in memory) and the sweep's tracking store (abe.sweeps.placement)."""
+        channel = dict(self.job_env)
+        if self.storage_url is not None:
+            channel |= {
+                ENV_STUDY: self.study.study_name,
+                ENV_STORAGE: self.storage_url,
+                ENV_PRUNER: self.pruner_spec,
+                ENV_PRUNE_ON: self.prune_on,
+                ENV_TRIAL: str(self._id_in_storage(trial.number)),
+            }
         quoted = {k: QuotedString(text=v, quote=Quote.single).with_quotes() for k, v in channel.items()}
         return [*overrides, *(f"+hydra.job.env_set.{k}={v}" for k, v in quoted.items())]
 
@@ -393,7 +380,7 @@ class OptunaSearch:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
         for trial in running():
-            if sweeper_is_gone(trial.user_attrs.get(OWNER_ATTR)):
+            if is_gone(trial.user_attrs.get(OWNER_ATTR)):
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         if before - len(running()):
             log.warning("marked %d trial(s) of a stopped sweeper FAIL", before - len(running()))

@@ -47,14 +47,6 @@ def launcher_kind(config: DictConfig) -> str:
     return target.rsplit(".", 1)[-1].removesuffix("Launcher").lower() or "basic"
 
 
-def prepare_launcher_config(config: DictConfig) -> None:
-    """Before the launcher is built: a Ray trial whose worker died FAILs (Ray's default
-    would re-run its task up to 3 times, in the same job dir)."""
-    if launcher_kind(config) == "ray":
-        with open_dict(config):
-            config.hydra.launcher.ray.remote.setdefault("max_retries", 0)
-
-
 def trial_launcher(
     launcher, config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction
 ) -> tuple[Launch, int]:

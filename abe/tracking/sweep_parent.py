@@ -17,12 +17,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from abe.core.errors import NoTrialFinished
+from abe.core.processes import is_gone, this_process
 from abe.core.result import JOB_OBJECTIVE, OBJECTIVE
 from abe.core.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
 
 PARENT_ID_FILE = "mlflow_parent_run_id"
+SWEEPER_TAG = "abe.sweeper"  # host:pid of the process that runs the sweep
 _launched_parents: list[tuple[str, str]] = []  # (tracking uri, run id) made by this process
 
 
@@ -49,11 +51,13 @@ class MlflowSweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         client, experiment_id, uri = connect(_logger_config(config))
+        end_abandoned_sweeps(config, client, experiment_id)
         overrides = " ".join(config.hydra.overrides.task)
+        tags = {"sweep_dir": str(sweep_dir.resolve()), "hydra_overrides": overrides, "abe.sweep": "parent"}
         run = client.create_run(
             experiment_id,
             run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}",
-            tags={"sweep_dir": str(sweep_dir.resolve()), "hydra_overrides": overrides, "abe.sweep": "parent"},
+            tags={**tags, SWEEPER_TAG: this_process()},
         )
         (sweep_dir / PARENT_ID_FILE).write_text(run.info.run_id)
         _launched_parents.append((uri, run.info.run_id))
@@ -184,3 +188,20 @@ def end_running_runs(config: DictConfig, run_dir: Path, reason: str, status: str
         client.set_tag(run.info.run_id, "error", reason[:5000])
         client.set_terminated(run.info.run_id, status)
     return len(running)
+
+
+def end_abandoned_sweeps(config: DictConfig, client, experiment_id: str) -> None:
+    """Sweeps of this experiment whose sweeper died outright (SIGKILL, a lost machine: known
+    on this machine only) left their parent run, and maybe trials, RUNNING: end them KILLED."""
+    parents = client.search_runs(
+        [experiment_id], filter_string="tags.`abe.sweep` = 'parent' and attributes.status = 'RUNNING'"
+    )
+    for parent in parents:
+        owner = parent.data.tags.get(SWEEPER_TAG)
+        if owner is None or not is_gone(owner):
+            continue
+        reason = f"its sweeper ({owner}) died before the sweep ended"
+        end_running_runs(config, Path(parent.data.tags["sweep_dir"]), reason)
+        client.set_tag(parent.info.run_id, "error", reason)
+        client.set_terminated(parent.info.run_id, "KILLED")
+        log.warning("MLflow sweep run %s: %s; marked KILLED with its running trials", parent.info.run_id, reason)

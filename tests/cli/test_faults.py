@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from abe import PROJECT_ROOT
+from abe.sweeps.pruning import JOB_ATTR
 from tests.conftest import TINY, USER_DIR, MlflowServer, free_port, run_cli, run_module
 
 PENDULUM = [
@@ -175,6 +176,89 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
     after = [t.state.name for t in load_trials(study)]
     assert after[: len(before)] == before and after[len(before) :] == ["COMPLETE"], after
     assert (sweep_dir / str(len(before)) / "result.json").exists()
+
+
+def test_a_killed_joblib_worker_leaves_no_run_of_its_pool_running(tmp_path):
+    # loky stops its whole pool when one worker dies: the neighbour's trial fails too, and
+    # its job never gets to end its MLflow run; the sweeper ends both.
+    store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *JOBLIB, *PENDULUM]
+    command += ["trainer.total_steps=200000", "trainer.eval_every=5000", "hydra.sweeper.pruner=none"]
+    command += ["hydra.sweeper.n_trials=2", "hydra.sweeper.confirm_top=0", f"hydra.sweeper.storage=sqlite:///{study}"]
+    sweep = subprocess.Popen(
+        [*command, f"logger.store_dir={store}", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=USER_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    deadline = time.monotonic() + 180
+    while len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < 2:  # both trials train
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]
+        time.sleep(0.2)
+    worker = int(load_trials(study)[0].user_attrs[JOB_ATTR].rpartition(":")[2])
+    os.kill(worker, signal.SIGKILL)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 1 and "no trial of the sweep finished (2 FAIL)" in err, err[-3000:]
+    assert _group_is_gone(sweep.pid, within=15), "a process of the sweep outlived it"
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("abe.sweep") != "parent"]
+    assert len(trials) == 2 and {r.info.status for r in trials} == {"KILLED"}, [r.info.status for r in runs]
+    # the killed worker's run is ended by its tracking helper, the neighbour's by the sweeper
+    killed, neighbour = sorted(r.data.tags["error"] for r in trials)
+    assert killed == "the training process ended without reporting (killed?)"
+    assert neighbour.startswith("trial #") and "failed: TerminatedWorkerError" in neighbour, neighbour
+
+
+def test_a_sweeper_killed_outright_leaves_nothing_running_and_the_next_sweep_ends_its_runs(tmp_path):
+    store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *JOBLIB, *PENDULUM]
+    command += ["trainer.total_steps=200000", "trainer.eval_every=5000", f"hydra.sweeper.storage=sqlite:///{study}"]
+    command += ["hydra.sweeper.confirm_top=0", f"logger.store_dir={store}"]
+    sweep = subprocess.Popen(
+        [*command, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=USER_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    deadline = time.monotonic() + 180
+    while len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < 2:  # both trials train
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]
+        time.sleep(0.2)
+    sweep.kill()  # SIGKILL to the sweeper alone: no handler runs
+    sweep.communicate(timeout=30)
+    # its joblib workers notice within a second, end their runs and exit; nothing trains on
+    assert _group_is_gone(sweep.pid, within=40), "a process of the killed sweep outlived it"
+    assert [t.state.name for t in load_trials(study)] == ["FAIL", "FAIL"]  # the jobs said so themselves
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    trials = {r.info.status for r in runs if r.data.tags.get("abe.sweep") != "parent"}
+    assert trials == {"KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
+    [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert parent.info.status == "RUNNING"  # no process of it is left to say otherwise
+
+    # the next sweep in the same MLflow experiment (another study) ends the dead one's parent
+    again = run_cli(
+        "-m",
+        "hparams_search=lr_gamma",
+        *TINY_SWEEP,
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.confirm_top=0",
+        f"hydra.sweeper.storage=sqlite:///{study}",
+        "hydra.sweeper.study_name=next",
+        f"logger.store_dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'next'}",
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    ended = client.get_run(parent.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags["error"].endswith("died before the sweep ended")
 
 
 def load_trials(study) -> list:

@@ -16,8 +16,7 @@ import optuna
 import pytest
 
 from abe import PROJECT_ROOT
-from abe.sweeps.pruning import JOB_ATTR, RAY_NODE_ATTR
-from abe.sweeps.search import FAIL_ATTR
+from abe.sweeps.pruning import FAIL_ATTR, JOB_ATTR, RAY_NODE_ATTR
 from tests.cli.test_optuna import SMALL, States
 from tests.cli.test_readme import readme_commands
 from tests.conftest import USER_DIR, MlflowServer, free_port, run_cli
@@ -138,6 +137,31 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
         seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {j.info.run_id for j in jobs}]
         assert len(jobs) == 2 and len(seeds) == 8  # every trial once, its 4 seeds nested under it
+
+        # The store given only by the sweeper's MLFLOW_TRACKING_URI (the nodes' environment has
+        # none): the trials track to it too, nested under the sweep's parent, all FINISHED.
+        (tmp_path / "env-store").mkdir()
+        store = f"sqlite:///{tmp_path / 'env-store' / 'mlflow.db'}"
+        on_ray = [a for a in shlex.split(command) if a.lstrip("+").startswith(("hydra/launcher", "hydra.launcher"))]
+        tiny = [o for o in SMALL if o.split("=")[0] not in {t.split("=")[0] for t in small}]
+        proc = run_cli(
+            "-m",
+            *tiny,
+            *small,
+            *on_ray,
+            "hydra.sweeper.n_jobs=2",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep-env-store'}",
+            env={"HOME": home, "MLFLOW_TRACKING_URI": store},
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "is a file on this machine: trials on other machines reach it only through a shared" in proc.stdout
+        client = mlflow.MlflowClient(tracking_uri=store)
+        runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+        [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in runs)
     finally:
         server.kill()
 

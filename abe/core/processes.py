@@ -1,0 +1,63 @@
+"""Processes that outlive the one that started them: who owns what, and what to do when
+the owner is gone.
+
+A sweep's trials and MLflow runs record the process that owns them as `host:pid`; a
+later sweeper on this machine tells a live owner from a dead one. A trial's job run by
+joblib is a child of the sweeper: if the sweeper is killed outright, its job stops
+itself (`stop_when_orphaned`) instead of training on for nobody.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import os
+import socket
+import threading
+
+log = logging.getLogger(__name__)
+
+ENV_SWEEPER_PID = "ABE_SWEEPER_PID"  # given to each job of a sweep (hydra.job.env_set)
+ORPHAN_CHECK_S = 1.0  # how often a job looks for its sweeper
+ORPHAN_CLEANUP_S = 30.0  # how long it then has to end its runs before its process exits
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_gone(owner: str | None) -> bool:
+    """Whether the process `host:pid` has died: known only on its own machine (one
+    elsewhere counts as alive); no owner at all counts as gone."""
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def stop_when_orphaned(parent_pid: int, done: threading.Event) -> bool:
+    """When this process is a child of `parent_pid` (a joblib worker of the sweeper),
+    watch it: once the parent has died, interrupt the main thread (the job ends its runs
+    KILLED, as on Ctrl-C), give it ORPHAN_CLEANUP_S to set `done`, then exit the process.
+    Returns whether it watches."""
+    if os.getppid() != parent_pid:
+        return False
+
+    def watch() -> None:
+        while not done.wait(ORPHAN_CHECK_S):
+            if os.getppid() != parent_pid:
+                log.warning("the sweeper (pid %d) is gone: stopping this trial", parent_pid)
+                _thread.interrupt_main()
+                done.wait(ORPHAN_CLEANUP_S)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="abe-orphan-watch", daemon=True).start()
+    return True
