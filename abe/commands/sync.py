@@ -33,7 +33,7 @@ def sync_journal(path: Path) -> str:
     messages = read(path)
     if not messages or messages[0][0] != "start":
         raise ConfigError(f"{path}: not a journal abe wrote")
-    container, run_dir, overrides, parent, _, device = messages[0][1]
+    container, run_dir, overrides, parent, _, device, *command = messages[0][1]  # older journals: no command
     if messages[-1][0] != "finish":
         return f"{run_dir}: its run has not ended yet (still training?); skipped"
     from abe.tracking.mlflow_run import MlflowTracker
@@ -44,7 +44,10 @@ def sync_journal(path: Path) -> str:
     run_id = next((args for kind, args in messages if kind == "started"), None)
     stored = _metric_points(client, run_id)
     kept = stored is not None
-    tracker = MlflowTracker(cfg, Path(run_dir), overrides, parent, run_id if kept else None, device=device)
+    resumed = run_id if kept else None
+    tracker = MlflowTracker(
+        cfg, Path(run_dir), overrides, parent, resumed, device=device, command=next(iter(command), None)
+    )
     sent = skipped = 0
     for kind, args in messages[1:]:
         if kind == "log_metrics":

@@ -167,6 +167,18 @@ def _recv(conn: Connection):
     return pickle.loads(conn.recv_bytes())
 
 
+def user_command(overrides: list[str]) -> list[str]:
+    """The command that made this run, as its user typed it (the run's `command` tag and
+    MLflow's Source): run.py with its arguments, `python -m abe ...`, or for a sweep's job
+    in a worker process (whose argv is the worker's) run.py with the job's overrides."""
+    script = Path(sys.argv[0])
+    if script.name == "__main__.py" and script.parent.name == "abe":
+        return ["python", "-m", "abe", *sys.argv[1:]]
+    if script.suffix == ".py":
+        return [script.name, *sys.argv[1:]]
+    return ["run.py", *overrides]
+
+
 class BackgroundTracker:
     """abe.tracking.mlflow_run.MlflowTracker's interface; the work happens in the helper."""
 
@@ -184,7 +196,8 @@ class BackgroundTracker:
         self._conn = self._helper.conn
         self._run_id: str | None = None
         self._start_error: str | None = None
-        start = (cfg.to_dict(), str(run_dir), overrides, parent_run_id, resume_run_id, device)
+        command = user_command(overrides)
+        start = (cfg.to_dict(), str(run_dir), overrides, parent_run_id, resume_run_id, device, command)
         _send(self._conn, ("start", start))
         if wait:  # a store the user named: fail before training if it cannot take the run
             _ = self.run_id
@@ -304,11 +317,14 @@ def serve(conn: Connection) -> None:
         _, start = _recv(conn)
     except (EOFError, OSError):  # the training process ended before its run started
         return
-    container, run_dir, overrides, parent, resume, device = start
+    container, run_dir, overrides, parent, resume, device, *command = start  # older journals: no command
     journal = Journal(Path(run_dir))
     journal.append("start", start)
     try:
-        tracker = MlflowTracker(Config.from_dict(container), Path(run_dir), overrides, parent, resume, device=device)
+        cfg = Config.from_dict(container)
+        tracker = MlflowTracker(
+            cfg, Path(run_dir), overrides, parent, resume, device=device, command=next(iter(command), None)
+        )
     except Exception as ex:  # ConfigError: the store refused; anything else: say what
         journal.discard()
         _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))

@@ -104,6 +104,7 @@ class MlflowTracker:
         resume_run_id: str | None = None,
         *,
         device: str,
+        command: list[str] | None = None,  # what the user ran (default: this process's argv)
     ):
         import mlflow
 
@@ -116,7 +117,7 @@ class MlflowTracker:
                 mlflow.set_tag("interrupted", run.data.tags["error"])
                 client.delete_tag(self.run_id, "error")
             return
-        tags = self._tags(cfg, run_dir, overrides, device)
+        tags = self._tags(cfg, run_dir, overrides, device, command or [Path(sys.argv[0]).name, *sys.argv[1:]])
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id  # nests the run under its sweep in the UI
         try:
@@ -133,7 +134,7 @@ class MlflowTracker:
         mlflow.log_params(flatten(cfg))
 
     @staticmethod
-    def _tags(cfg: Config, run_dir: Path, overrides: list[str], device: str) -> dict[str, str]:
+    def _tags(cfg: Config, run_dir: Path, overrides: list[str], device: str, command: list[str]) -> dict[str, str]:
         dirty = _git("status", "--porcelain")
         return {
             **{str(k): mask_secrets(str(v)) for k, v in cfg.logger.tags.items()},
@@ -142,7 +143,8 @@ class MlflowTracker:
             "git_commit": _git("rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(dirty)).lower(),
             "hydra_overrides": mask_secrets(" ".join(overrides)),
-            "command": mask_secrets(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])),
+            "command": mask_secrets(shlex.join(command)),
+            "mlflow.source.name": command[0] if command[0] != "python" else shlex.join(command[:3]),
             "run_dir": str(run_dir.resolve()),
         }
 

@@ -48,6 +48,9 @@ def test_sweep_is_one_parent_run_with_nested_children(tmp_path, launcher):
         ("0.001", "0.99"),
     ]
     assert all(c.info.status == "FINISHED" for c in children)
+    # MLflow's Source and the command tag name what made each run, also in a joblib worker
+    assert {c.data.tags["mlflow.source.name"] for c in children} == {"run.py"}
+    assert {c.data.tags["command"].split()[0] for c in children} == {"run.py"}
     best = max(children, key=lambda c: c.data.metrics["eval/return_mean"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert parent.data.params["best.lr"] == best.data.params["lr"]

@@ -1,5 +1,6 @@
 """MLflow run status on failure and interruption; secrets; bad tracking URIs."""
 
+import json
 import os
 import re
 import signal
@@ -205,3 +206,11 @@ def test_the_runs_of_one_process_get_helpers_forked_from_one_server(make_cfg, tm
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     helper._server = None
+
+
+def test_a_runs_source_and_command_tag_name_the_command_that_made_it(tracked_run):
+    _, run_dir, store = tracked_run
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    tags = client.get_run(json.loads((run_dir / "result.json").read_text())["mlflow_run_id"]).data.tags
+    assert tags["mlflow.source.name"] == "run.py"  # was "-c": the helper process's argv
+    assert tags["command"].startswith("run.py env=pendulum lr=3e-4 gamma=0.95 trainer.total_steps=256")
