@@ -25,11 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from abe.commands.hydra_edge import compose, to_config
-from abe.commands.train import train_and_track
-from abe.tracking import make_tracker
+from abe.commands.train import Job
 from abe.tracking.helper import BackgroundTracker, prewarm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +70,7 @@ def one_job(logger: str, steps: int, root: Path, index: int) -> float:
     start = time.perf_counter()
     if logger == "mlflow":
         prewarm()  # as run.py does when it starts
-    train_and_track(cfg, run_dir, make_tracker(cfg, run_dir, [], "cpu"))  # what run.py's job does
+    Job(cfg, run_dir, [], parent=None).run()  # what run.py's job does: train, track, write
     return time.perf_counter() - start
 
 
