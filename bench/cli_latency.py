@@ -42,6 +42,14 @@ def time_command(args: list[str], workdir: Path) -> tuple[float, int, str]:
     return elapsed, proc.returncode, answer[0][:90] if answer else ""
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -63,7 +71,8 @@ def main() -> None:
                 f"| {answer.replace('|', '/')} |"
             )
             print(rows[-1], flush=True)
-    table = "\n".join([f"# run.py's answer time, {args.runs} runs per command", "", *rows, ""])
+    title = f"# run.py's answer time, {args.runs} runs per command ({cpu_model()}, {time.strftime('%Y-%m-%d')})"
+    table = "\n".join([title, "", *rows, ""])
     if args.write:
         RESULTS.write_text(table)
     print(table)
