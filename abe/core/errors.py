@@ -1,5 +1,7 @@
 """The exceptions abe reports to users as a single line."""
 
+import sys
+
 
 class ConfigError(ValueError):
     """Bad user input: the message names the key, the value and what is allowed."""
@@ -11,13 +13,18 @@ def first_line(ex: BaseException) -> str:
     return text.splitlines()[0] if text else type(ex).__name__
 
 
-class NoTrialFinished(SystemExit):
-    """A sweep ended without one finished trial (said in one line before it is raised):
-    the process exits 1 and the sweep's MLflow parent run ends FAILED."""
+class SweepEnded(SystemExit):
+    """A sweep that cannot go on, said in one line on stderr as it is raised: the process
+    exits 1 and the sweep's MLflow parent run ends FAILED with the reason."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(1)
         self.reason = reason
+        print(f"error: {reason}", file=sys.stderr)
 
     def __str__(self) -> str:
         return self.reason
+
+
+class NoTrialFinished(SweepEnded):
+    """A sweep ended without one finished trial."""

@@ -24,12 +24,12 @@ import logging
 import math
 import os
 import shlex
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import yaml
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
@@ -38,8 +38,9 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.config import Direction
 from omegaconf import DictConfig
 
-from abe.core.errors import ConfigError, NoTrialFinished, first_line
+from abe.core.errors import ConfigError, NoTrialFinished, SweepEnded, first_line
 from abe.core.processes import ENV_SWEEPER_PID, is_gone, this_process
+from abe.core.secrets import mask_secrets
 from abe.sweeps.confirmation import (
     best_configurations,
     confirmation_overrides,
@@ -143,6 +144,7 @@ class OptunaSearch:
         max_env_steps: int,
     ) -> None:
         check_options(pruner, pruner_warmup, pruner_keep, prune_on, heartbeat_s, max_env_steps)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # abe says what happens, a line per trial
         if custom_search_space:
             raise ConfigError(
                 "hydra.sweeper.custom_search_space: not supported by abe's sweeper; allowed: null (give the "
@@ -175,6 +177,18 @@ class OptunaSearch:
         self.job_idx = 0
 
     def sweep(self, arguments: list[str]) -> None:
+        try:
+            self._sweep(arguments)
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as ex:
+            if self.slots is not None:  # e.g. a full disk under a sqlite study
+                self.slots.stop(self.study)  # its jobs end their runs KILLED
+            cause = mask_secrets(first_line(ex.__cause__ or ex)).split(" [SQL:")[0]
+            raise SweepEnded(
+                f"hydra.sweeper.storage: cannot write to {mask_secrets(self.storage_url)} ({cause}); the study "
+                "keeps every trial it recorded: make room (or fix the storage) and run the same command to go on"
+            ) from None
+
+    def _sweep(self, arguments: list[str]) -> None:
         if self.storage_url is None and self.pruner_spec != "none":
             log.warning("hydra.sweeper.storage is not set: trials cannot report to the study, so no pruning")
         params = [f"{key}={value}" for key, value in (self.params or {}).items()]
@@ -193,7 +207,6 @@ class OptunaSearch:
         if not self._finished():
             counts = ", ".join(f"{n} {state}" for state, n in self._states().items())
             reason = f"no trial of the sweep finished ({counts}); each trial's MLflow run says why"
-            print(f"error: {reason}", file=sys.stderr)
             raise NoTrialFinished(reason)
         self._write_results()
         self._after_sweep(self._confirm())

@@ -305,7 +305,43 @@ def small_disk(tmp_path):
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)], check=True)
     yield disk
-    subprocess.run(["umount", str(disk)], check=True)
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)  # the test's own Optuna engine may hold a file
+
+
+NO_URI = {"MLFLOW_TRACKING_URI": ""}  # the embedded store under logger.store_dir
+
+
+def fill(disk, leave: int) -> None:
+    """Take all of `disk`'s free space but `leave` bytes (a file called filler)."""
+    stat = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"0" * (stat.f_bavail * stat.f_frsize - leave))
+
+
+def test_a_full_disk_under_the_sqlite_study_is_one_line_and_the_same_command_goes_on(tmp_path, small_disk):
+    study, store = f"sqlite:///{small_disk / 'optuna.db'}", tmp_path / "store"
+    optuna.create_study(study_name="lr_gamma-Pendulum-v1", storage=study, direction="maximize")  # 115 KB
+    fill(small_disk, leave=12 * 1024)
+    command = ["-m", "hparams_search=lr_gamma", *TINY_SWEEP, "hydra.sweeper.confirm_top=0"]
+    command += [f"hydra.sweeper.storage={study}", f"logger.store_dir={store}"]
+    proc = run_cli(*command, "hydra.sweeper.n_trials=50", f"hydra.sweep.dir={tmp_path / 'sweep'}", env=NO_URI)
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"error: hydra.sweeper.storage: cannot write to {study} ((sqlite3.OperationalError) database or disk is "
+        "full); the study keeps every trial it recorded: make room (or fix the storage) and run the same command "
+        "to go on\n"
+    )
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    assert runs and all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert parent.info.status == "FAILED" and "database or disk is full" in parent.data.tags["error"]
+
+    (small_disk / "filler").unlink()  # room again: the same command goes on with the same study
+    again = run_cli(*command, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'again'}", env=NO_URI)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "COMPLETE" in [
+        t.state.name for t in optuna.load_study(study_name="lr_gamma-Pendulum-v1", storage=study).trials
+    ]
 
 
 def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resume_finishes_once_there_is_room(tmp_path, small_disk):
