@@ -32,10 +32,12 @@ def write_bytes(path: Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as ex:
+    except BaseException as ex:  # no space, no permission; or interrupted mid-write
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise WriteFailed(f"cannot write {path}: {reason(ex)}") from None
+        if isinstance(ex, OSError):
+            raise WriteFailed(f"cannot write {path}: {reason(ex)}") from None
+        raise
     return path
 
 
