@@ -141,6 +141,11 @@ def test_a_bad_plain_config_names_the_key_and_what_is_allowed(make_cfg, change, 
 def test_the_slurm_preset_is_the_submitit_launcher_with_abes_defaults():
     from abe.commands.hydra_edge import compose
 
+    # the preset builds on the plugin's config: without the extra there is nothing to compose
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher", reason="needs the `slurm` extra (pip install -e '.[slurm]')"
+    )
+
     launcher = compose(["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], with_hydra=True).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.cpus_per_task, launcher.timeout_min, launcher.max_num_timeout) == (
