@@ -178,15 +178,14 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
     assert (sweep_dir / str(len(before)) / "result.json").exists()
 
 
-def test_a_killed_joblib_worker_leaves_no_run_of_its_pool_running(tmp_path):
-    # loky stops its whole pool when one worker dies: the neighbour's trial fails too, and
-    # its job never gets to end its MLflow run; the sweeper ends both.
-    store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
+def two_trials_training(tmp_path, *extra: str, steps: int = 200_000) -> subprocess.Popen:
+    """A joblib sweep of long Pendulum trials in two slots (study, store and sweep dir in
+    tmp_path), returned once both trials train."""
     command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *JOBLIB, *PENDULUM]
-    command += ["trainer.total_steps=200000", "trainer.eval_every=5000", "hydra.sweeper.pruner=none"]
-    command += ["hydra.sweeper.n_trials=2", "hydra.sweeper.confirm_top=0", f"hydra.sweeper.storage=sqlite:///{study}"]
+    command += [f"trainer.total_steps={steps}", "trainer.eval_every=5000", "hydra.sweeper.confirm_top=0"]
+    command += [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", f"logger.store_dir={tmp_path / 'store'}"]
     sweep = subprocess.Popen(
-        [*command, f"logger.store_dir={store}", f"hydra.sweep.dir={sweep_dir}"],
+        [*command, *extra, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         cwd=USER_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -195,9 +194,17 @@ def test_a_killed_joblib_worker_leaves_no_run_of_its_pool_running(tmp_path):
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     deadline = time.monotonic() + 180
-    while len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < 2:  # both trials train
+    while len(list((tmp_path / "sweep").glob("*/checkpoints/last.pt"))) < 2:  # both trials train
         assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]
         time.sleep(0.2)
+    return sweep
+
+
+def test_a_killed_joblib_worker_leaves_no_run_of_its_pool_running(tmp_path):
+    # loky stops its whole pool when one worker dies: the neighbour's trial fails too, and
+    # its job never gets to end its MLflow run; the sweeper ends both.
+    store, study = tmp_path / "store", tmp_path / "optuna.db"
+    sweep = two_trials_training(tmp_path, "hydra.sweeper.pruner=none", "hydra.sweeper.n_trials=2")
     worker = int(load_trials(study)[0].user_attrs[JOB_ATTR].rpartition(":")[2])
     os.kill(worker, signal.SIGKILL)
     _, err = sweep.communicate(timeout=120)
@@ -214,27 +221,13 @@ def test_a_killed_joblib_worker_leaves_no_run_of_its_pool_running(tmp_path):
 
 
 def test_a_sweeper_killed_outright_leaves_nothing_running_and_the_next_sweep_ends_its_runs(tmp_path):
-    store, sweep_dir, study = tmp_path / "store", tmp_path / "sweep", tmp_path / "optuna.db"
-    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *JOBLIB, *PENDULUM]
-    command += ["trainer.total_steps=200000", "trainer.eval_every=5000", f"hydra.sweeper.storage=sqlite:///{study}"]
-    command += ["hydra.sweeper.confirm_top=0", f"logger.store_dir={store}"]
-    sweep = subprocess.Popen(
-        [*command, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=USER_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )
-    deadline = time.monotonic() + 180
-    while len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < 2:  # both trials train
-        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]
-        time.sleep(0.2)
+    store, study = tmp_path / "store", tmp_path / "optuna.db"
+    sweep = two_trials_training(tmp_path, "hydra.sweeper.n_trials=4", steps=1_000_000)
     sweep.kill()  # SIGKILL to the sweeper alone: no handler runs
-    sweep.communicate(timeout=30)
+    sweep.wait(timeout=30)  # (its stderr stays open until its workers exit)
     # its joblib workers notice within a second, end their runs and exit; nothing trains on
-    assert _group_is_gone(sweep.pid, within=40), "a process of the killed sweep outlived it"
+    # (a trial has 1M steps: minutes of training left)
+    assert _group_is_gone(sweep.pid, within=90), "a process of the killed sweep outlived it"
     assert [t.state.name for t in load_trials(study)] == ["FAIL", "FAIL"]  # the jobs said so themselves
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
