@@ -63,15 +63,13 @@ def run_job(raw: DictConfig) -> float:
         fail(str(ex))
     done = threading.Event()  # a joblib job whose sweeper was killed outright stops itself
     sweeper = os.environ.get(ENV_SWEEPER_PID) if multirun else None
-    orphan_watch = sweeper is not None and stop_when_orphaned(int(sweeper), done)
+    if sweeper is not None:
+        failed = (lambda: reporter.mark_failed(f"its sweeper (pid {sweeper}) died")) if reporter else None
+        stop_when_orphaned(int(sweeper), done, failed)
     try:
         value = job.run(callbacks=[reporter] if reporter else [])
     except ConfigError as ex:  # the tracking store failed the run after it started
         fail(str(ex))
-    except KeyboardInterrupt:
-        if orphan_watch and reporter is not None and os.getppid() != int(sweeper):
-            reporter.mark_failed(f"its sweeper (pid {sweeper}) died")
-        raise
     finally:
         done.set()
     if job.stopped_early and reporter is not None:

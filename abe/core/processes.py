@@ -10,10 +10,12 @@ itself (`stop_when_orphaned`) instead of training on for nobody.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,12 @@ def is_gone(owner: str | None) -> bool:
     return False
 
 
-def stop_when_orphaned(parent_pid: int, done: threading.Event) -> bool:
+def stop_when_orphaned(parent_pid: int, done: threading.Event, on_orphan: Callable[[], None] | None = None) -> bool:
     """When this process is a child of `parent_pid` (a joblib worker of the sweeper),
-    watch it: once the parent has died, interrupt the main thread (the job ends its runs
-    KILLED, as on Ctrl-C), give it ORPHAN_CLEANUP_S to set `done`, then exit the process.
-    Returns whether it watches."""
+    watch it: once the parent has died, call `on_orphan` (the job marks its trial FAIL
+    first: a quick write that must not wait for the cleanup), interrupt the main thread
+    (the job ends its runs KILLED, as on Ctrl-C), give it ORPHAN_CLEANUP_S to set `done`,
+    then exit the process. Returns whether it watches."""
     if os.getppid() != parent_pid:
         return False
 
@@ -55,6 +58,9 @@ def stop_when_orphaned(parent_pid: int, done: threading.Event) -> bool:
         while not done.wait(ORPHAN_CHECK_S):
             if os.getppid() != parent_pid:
                 log.warning("the sweeper (pid %d) is gone: stopping this trial", parent_pid)
+                if on_orphan is not None:
+                    with contextlib.suppress(Exception):  # the study may be unreachable too
+                        on_orphan()
                 _thread.interrupt_main()
                 done.wait(ORPHAN_CLEANUP_S)
                 os._exit(1)
