@@ -45,14 +45,14 @@ def is_gone(owner: str | None) -> bool:
     return False
 
 
-def stop_when_orphaned(parent_pid: int, done: threading.Event, on_orphan: Callable[[], None] | None = None) -> bool:
+def stop_when_orphaned(parent_pid: int, done: threading.Event, on_orphan: Callable[[], None] | None = None) -> None:
     """When this process is a child of `parent_pid` (a joblib worker of the sweeper),
     watch it: once the parent has died, call `on_orphan` (the job marks its trial FAIL
     first: a quick write that must not wait for the cleanup), interrupt the main thread
     (the job ends its runs KILLED, as on Ctrl-C), give it ORPHAN_CLEANUP_S to set `done`,
-    then exit the process. Returns whether it watches."""
+    then exit the process."""
     if os.getppid() != parent_pid:
-        return False
+        return
 
     def watch() -> None:
         while not done.wait(ORPHAN_CHECK_S):
@@ -66,4 +66,3 @@ def stop_when_orphaned(parent_pid: int, done: threading.Event, on_orphan: Callab
                 os._exit(1)
 
     threading.Thread(target=watch, name="abe-orphan-watch", daemon=True).start()
-    return True

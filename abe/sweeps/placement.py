@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from abe.core.locks import sqlite_path
-from abe.core.schema import LoggerConfig
 from abe.core.secrets import mask_secrets
 from abe.sweeps.slots import launcher_kind
 from abe.tracking.store import tracking_uri
+from abe.tracking.sweep_parent import logger_config
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def stores_for_jobs(config: DictConfig, optuna_storage: str | None) -> dict[str,
     env, remote = {}, launcher_kind(config) in REMOTE_LAUNCHERS
     logger = config.get("logger") or {}
     if logger.get("name") == "mlflow":
-        uri = absolute(tracking_uri(LoggerConfig.from_dict(OmegaConf.to_container(logger, resolve=True), "logger.")))
+        uri = absolute(tracking_uri(logger_config(config)))
         if mask_secrets(uri) != uri:
             log.warning("the tracking URI holds a password: each job reads it from its own MLFLOW_TRACKING_URI")
         elif not logger.get("tracking_uri"):

@@ -37,7 +37,7 @@ def _tracking(config: DictConfig) -> bool:
     return config.get("logger", {}).get("name") == "mlflow"
 
 
-def _logger_config(config: DictConfig) -> LoggerConfig:
+def logger_config(config: DictConfig) -> LoggerConfig:
     """The sweep's logger settings, typed (Hydra hands callbacks its raw config)."""
     return LoggerConfig.from_dict(OmegaConf.to_container(config.logger, resolve=True), "logger.")
 
@@ -50,7 +50,7 @@ class MlflowSweepCallback(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        client, experiment_id, uri = connect(_logger_config(config))
+        client, experiment_id, uri = connect(logger_config(config))
         end_abandoned_sweeps(config, client, experiment_id)
         overrides = " ".join(config.hydra.overrides.task)
         tags = {"sweep_dir": str(sweep_dir.resolve()), "hydra_overrides": overrides, "abe.sweep": "parent"}
@@ -71,7 +71,7 @@ class MlflowSweepCallback(Callback):
             return
         from abe.tracking.store import connect
 
-        client, _, uri = connect(_logger_config(config))
+        client, _, uri = connect(logger_config(config))
         stopping = sys.exc_info()[1]  # Hydra calls this on its way out of an interrupted sweep too
         if stopping is not None and not isinstance(stopping, NoTrialFinished):
             if (uri, parent) in _launched_parents:
@@ -175,7 +175,7 @@ def end_running_runs(config: DictConfig, run_dir: Path, reason: str, status: str
         return 0
     from abe.tracking.store import connect
 
-    client, experiment_id, _ = connect(_logger_config(config))
+    client, experiment_id, _ = connect(logger_config(config))
     base = str(Path(run_dir).resolve()).replace("'", "\\'")
     running = [
         run
