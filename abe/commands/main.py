@@ -17,14 +17,20 @@ from abe.core.errors import ConfigError
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from abe.commands.sources import load_source
-    from abe.envs.vector import make_vector_env
+    from abe.envs.vector import eval_backend, make_vector_env
     from abe.training.evaluation import record_video, run_episodes
 
     source = load_source(args.source, args.tracking_uri)
+    if args.video:
+        from abe.envs.mujoco import check_can_render
+
+        check_can_render(source.env_id)  # before the episodes, not after them
     policy = source.policy(deterministic=not args.stochastic)
     mode = "stochastic (sampled actions)" if args.stochastic else "deterministic (mean action)"
     print(f"{source.description}: {source.env_id}, {args.episodes} episodes, {mode}")
-    envs = make_vector_env(source.env_id, args.episodes, "sync", source.env_kwargs)
+    envs = make_vector_env(
+        source.env_id, args.episodes, eval_backend(source.backend), source.env_kwargs, source.threads
+    )
     try:
         returns = run_episodes(policy, envs, source.seed)
     finally:

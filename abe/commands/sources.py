@@ -26,6 +26,8 @@ class PolicySource:
     env_id: str
     env_kwargs: dict
     seed: int
+    backend: str = "sync"  # the training run's env backend: evaluation runs where training evaluated
+    threads: int = 0
     agent: Agent | None = None  # when loaded from a checkpoint
     model: object | None = None  # an exported torch module when loaded from an MLflow model
     run_id: str | None = None  # the MLflow run to log a video to
@@ -64,6 +66,8 @@ def from_checkpoint(path: Path, run_id: str | None = None, video_dir: Path | Non
         env_id=cfg.env.id,
         env_kwargs=dict(cfg.env.kwargs),
         seed=cfg.seed,
+        backend=cfg.env.backend,
+        threads=cfg.env.threads,
         agent=agent,
         run_id=run_id,
         video_dir=video_dir or path.parent,
@@ -101,6 +105,8 @@ def from_model_uri(uri: str, tracking_uri: str | None) -> PolicySource:
         env_id=run.data.params["env.id"],
         env_kwargs={},
         seed=int(run.data.params.get("seed", 0)),
+        backend=run.data.params.get("env.backend", "sync"),
+        threads=int(run.data.params.get("env.threads", 0)),
         model=model.eval(),
         run_id=run.info.run_id,
         video_dir=Path("outputs") / "videos" / safe_name,

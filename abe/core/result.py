@@ -9,6 +9,7 @@ from pathlib import Path
 from abe.core.files import write_text
 
 OBJECTIVE = "eval/return_mean"  # a seed's final evaluation: the mean return over its episodes
+CONFIRMATION_TAG = "abe_confirmation"  # on the MLflow runs of a sweep's confirmation jobs (value: rank): not trials
 JOB_OBJECTIVE = "objective"  # a job's `seed_statistic` over its seeds' OBJECTIVE: what sweeps maximise
 
 

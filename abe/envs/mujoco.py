@@ -7,6 +7,8 @@ import os
 
 import gymnasium as gym
 
+from abe.core.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # MuJoCo 3.17+ warns about `settotalmass` on every load of Gymnasium's MuJoCo models
@@ -26,6 +28,26 @@ def quiet_mujoco() -> None:
             log.warning("MuJoCo: %s", text.strip())
 
     mujoco.set_mju_user_warning(on_warning)
+
+
+# MUJOCO_GL -> (the library PyOpenGL loads for it, the Debian/Ubuntu package that has it)
+_GL_LIBRARIES = {"osmesa": ("OSMesa", "libosmesa6"), "egl": ("EGL", "libegl1")}
+
+
+def check_can_render(env_id: str) -> None:
+    """One line instead of an OpenGL traceback when a MuJoCo env has nothing to draw with."""
+    import ctypes.util
+
+    entry_point = str(gym.spec(env_id).entry_point)
+    if "mujoco" not in entry_point or "DISPLAY" in os.environ:
+        return
+    backend = os.environ.get("MUJOCO_GL", "osmesa")
+    library, package = _GL_LIBRARIES.get(backend, (None, None))
+    if library and ctypes.util.find_library(library) is None:
+        raise ConfigError(
+            f"--video: MuJoCo draws with {backend} (MUJOCO_GL) here and lib{library} is not installed; "
+            f"install it (Debian/Ubuntu: sudo apt-get install {package}) or set MUJOCO_GL to a backend this machine has"
+        )
 
 
 def make_render_env(env_id: str, env_kwargs: dict) -> gym.Env:

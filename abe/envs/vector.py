@@ -37,6 +37,13 @@ def make_vector_env(
     return mode_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, **extra)
 
 
+def eval_backend(training_backend: str) -> str:
+    """Where evaluation episodes run: side by side on EnvPool when training ran there
+    (EnvPool's episodes differ from Gymnasium's for the same seed), else in this process
+    (async processes would not pay off for them). Training and `abe evaluate` both ask here."""
+    return "envpool" if training_backend == "envpool" else "sync"
+
+
 class SteppedInTurn:
     """A Gymnasium vector env as one group with EnvPoolVectorEnv's send/recv: the
     step happens in `recv`, so the rollout loop can treat both alike."""

@@ -19,12 +19,11 @@ import yaml
 
 from abe.core import stats
 from abe.core.errors import ConfigError
-from abe.core.result import OBJECTIVE
+from abe.core.result import CONFIRMATION_TAG, OBJECTIVE
 
 log = logging.getLogger(__name__)
 
 HELD_OUT_OFFSET = 1000
-CONFIRMATION_TAG = "abe_confirmation"  # on the MLflow runs of confirmation jobs: not trials
 
 
 def check_confirmation(confirm_top: int, confirm_seeds: int, n_seeds: int, num_envs: int) -> None:

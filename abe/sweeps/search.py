@@ -354,7 +354,9 @@ class OptunaSearch:
 
     def _write_results(self) -> None:
         best = self.study.best_trial
-        results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        # best_params / best_value: the search's best on its tuning seeds (hydra-optuna-sweeper's
+        # keys); `confirmed_best` and `best_command` below say what held-out seeds chose.
+        results = {"name": "optuna", "best_params": best.params, "best_value": best.value, "best_trial": best.number}
         results["env_steps"] = self._env_steps()[0]  # what this sweep's trials ran, all seeds
         path = Path(self.config.hydra.sweep.dir) / "optimization_results.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -445,14 +447,20 @@ class OptunaSearch:
         if not completed:
             return
         if confirmation:  # the winner on held-out seeds
-            params, what = confirmation[0]["params"], f"the confirmed best (#{confirmation[0]['trial']}, held-out mean "
-            what += f"{confirmation[0]['mean']:.1f})"
+            winner = confirmation[0]
+            params, what = winner["params"], f"the confirmed best (#{winner['trial']}, held-out mean {winner['mean']:.1f})"
         else:
             best = self.study.best_trial
-            params, what = best.params, f"the best trial (#{best.number}, {best.value:.1f})"
+            params, what = best.params, f"the search's best trial (#{best.number}, {best.value:.1f})"
         fixed = self._fixed_overrides(params, ("hparams_search",))  # a single run
         command = shlex.join(["python", "run.py", *fixed, *(f"{k}={v}" for k, v in params.items())])
         (sweep_dir / "best_command.txt").write_text(command + "\n")
+        results_path = sweep_dir / "optimization_results.yaml"
+        results = yaml.safe_load(results_path.read_text())
+        if confirmation:
+            results["confirmed_best"] = {k: confirmation[0][k] for k in ("trial", "params", "mean", "iqm", "ci95", "seeds")}
+        results["best_command"] = {"trains": what, "command": command}
+        results_path.write_text(yaml.safe_dump(results, sort_keys=False))
         log.info("re-train %s:\n  %s", what, command)
 
 

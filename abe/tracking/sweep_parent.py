@@ -3,8 +3,8 @@
 A Hydra callback: `on_multirun_start` runs in the launching process and creates the
 parent run; it writes the parent's id into the sweep dir, where every job (in this
 process, or in a joblib worker process) finds it and nests its own run under it.
-`on_multirun_end` puts the best child's params and value on the parent, with a plot of
-the objective against `lr` and `gamma`.
+`on_multirun_end` puts the sweep's headline on the parent (the confirmed best, else the
+search's best), with a plot of the objective against `lr` and `gamma`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from abe.core.errors import NoTrialFinished
 from abe.core.processes import is_gone, this_process
-from abe.core.result import JOB_OBJECTIVE, OBJECTIVE
+from abe.core.result import CONFIRMATION_TAG, JOB_OBJECTIVE, OBJECTIVE
 from abe.core.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,11 @@ class MlflowSweepCallback(Callback):
 
 
 def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
-    """Best trial's params and value onto the parent, plus the objective plot and the
-    held-out confirmation (runs tagged `abe_confirmation` are not trials)."""
+    """The sweep's headline onto the parent: the confirmed best (the configuration
+    `best_command.txt` re-trains, scored on held-out seeds) when the sweep confirmed its
+    picks, else the search's best trial; the search's best is kept beside it under
+    `search_best_*`. Plus the objective plot and the sweeper's files (runs tagged
+    `abe_confirmation` are not trials)."""
     from abe.core.plots import sweep_plot
 
     parent_run = client.get_run(parent)
@@ -107,18 +110,26 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
         filter_string=f"tags.mlflow.parentRunId = '{parent}'",
         max_results=10_000,
     )
-    children = [c for c in runs if "abe_confirmation" not in c.data.tags]
+    children = [c for c in runs if CONFIRMATION_TAG not in c.data.tags]
     finished = [c for c in children if c.info.status == "FINISHED" and _value(c) is not None]
     client.set_tag(parent, "sweep_trials", str(len(children)))
     client.set_tag(parent, "sweep_failed", str(sum(c.info.status == "FAILED" for c in children)))
     client.set_tag(parent, "sweep_pruned", str(sum(c.data.tags.get("optuna_state") == "PRUNED" for c in children)))
     if not finished:
         return None
-    best = max(finished, key=_value)
-    # Under the children's own metric name, so the runs table and charts compare the
-    # sweep's best value with single runs in the same column.
-    client.log_metric(parent, JOB_OBJECTIVE if JOB_OBJECTIVE in best.data.metrics else OBJECTIVE, _value(best))
+    search_best = max(finished, key=_value)
+    client.set_tag(parent, "search_best_run_id", search_best.info.run_id)
+    client.log_metric(parent, "search_best_value", _value(search_best))
+    headline = _confirmed_best(runs, sweep_dir)
+    if headline is None:
+        # Under the children's own metric name, so the runs table and charts compare the
+        # sweep's best value with single runs in the same column.
+        metric = JOB_OBJECTIVE if JOB_OBJECTIVE in search_best.data.metrics else OBJECTIVE
+        headline = (search_best, metric, _value(search_best), "the search's best trial (no confirmation)")
+    best, metric, value, what = headline
+    client.log_metric(parent, metric, value)
     client.set_tag(parent, "best_run_id", best.info.run_id)
+    client.set_tag(parent, "best_is", what)
     for key in ("lr", "gamma", "seed", "env.id"):
         if key in best.data.params:
             client.log_param(parent, f"best.{key}", best.data.params[key])
@@ -130,7 +141,26 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
     for name in [*sorted(p.name for p in sweep_dir.glob("optuna_*.png")), *written]:
         if (sweep_dir / name).exists():
             client.log_artifact(parent, str(sweep_dir / name))
-    return {"run_id": best.info.run_id, OBJECTIVE: _value(best)}
+    return {"run_id": best.info.run_id, metric: value}
+
+
+def _confirmed_best(runs: list, sweep_dir: Path) -> tuple | None:
+    """(run, metric, value, what) of the confirmation's winner: its K-seed job's run (rank 1)
+    and its held-out mean, from what the sweeper wrote; None without a confirmation."""
+    import yaml
+
+    results_path = sweep_dir / "optimization_results.yaml"
+    results = yaml.safe_load(results_path.read_text()) if results_path.exists() else {}
+    rows = (results or {}).get("confirmation") or []
+    winner = [c for c in runs if c.data.tags.get(CONFIRMATION_TAG) == "1"]
+    if not rows or not winner:
+        return None
+    row = rows[0]
+    what = (
+        f"the confirmed best: trial #{row['trial']}, mean over held-out seeds {row['seeds'][0]}-{row['seeds'][-1]}; "
+        "best_command.txt re-trains it"
+    )
+    return winner[0], OBJECTIVE, float(row["mean"]), what
 
 
 def _value(run) -> float | None:

@@ -27,7 +27,7 @@ from abe.agent.rollout import Rollout, RolloutGroup
 from abe.agent.update import a2c_update
 from abe.core.result import OBJECTIVE, TrainResult
 from abe.core.schema import Config
-from abe.envs.vector import make_vector_env
+from abe.envs.vector import eval_backend, make_vector_env
 from abe.training.callbacks import Callback, LrDecay, ProgressBar
 from abe.training.seeding import seed_everything, set_rng_state
 from abe.training.trainer import Member, Trainer, TrainingState
@@ -77,10 +77,8 @@ def build_member(cfg: Config, run_dir: Path, resume: dict | None, closing: conte
     seed_everything(cfg.seed)
     envs = make_vector_env(cfg.env.id, cfg.trainer.num_envs, cfg.env.backend, cfg.env.kwargs, cfg.env.threads)
     closing.callback(envs.close)
-    # Evaluation episodes run side by side on EnvPool too when training does (seeded
-    # start states either way); async processes would not pay off for them.
-    eval_backend = "envpool" if cfg.env.backend == "envpool" else "sync"
-    eval_envs = make_vector_env(cfg.env.id, cfg.trainer.eval_episodes, eval_backend, cfg.env.kwargs, cfg.env.threads)
+    backend = eval_backend(cfg.env.backend)
+    eval_envs = make_vector_env(cfg.env.id, cfg.trainer.eval_episodes, backend, cfg.env.kwargs, cfg.env.threads)
     closing.callback(eval_envs.close)
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space)
     generator = torch.Generator()

@@ -15,7 +15,7 @@ from abe.agent.checkpoint import load_into, read_checkpoint
 from abe.commands.reproduce import load_saved_config, why_different
 from abe.core.errors import ConfigError
 from abe.envs.vector import make_vector_env
-from tests.conftest import run_module
+from tests.conftest import TINY, run_cli, run_module
 
 
 def result_of(run_dir):
@@ -31,6 +31,42 @@ def test_evaluate_checkpoint_repeats_the_training_time_evaluation(tracked_run):
     assert lines[0].endswith("Pendulum-v1, 2 episodes, deterministic (mean action)")
     assert sum(line.startswith("  episode ") for line in lines) == 2
     assert lines[-1] == f"return: {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
+
+
+@pytest.fixture(scope="module")
+def cheetah_run(tmp_path_factory):
+    """A tiny HalfCheetah run on EnvPool (the default option's backend), untracked."""
+    root = tmp_path_factory.mktemp("cheetah")
+    proc = run_cli("env=halfcheetah", "env.backend=envpool", *TINY, f"hydra.run.dir={root / 'run'}", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "run"
+
+
+def test_evaluate_repeats_an_envpool_runs_evaluation_on_envpool(cheetah_run):
+    # EnvPool's episodes differ from Gymnasium's for the same seed: evaluate builds the
+    # run's own backend, so it repeats the run's final evaluation to the digit.
+    proc = run_module("evaluate", str(cheetah_run / "checkpoints" / "last.pt"), "--episodes", "2")
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(cheetah_run)
+    assert proc.stdout.splitlines()[-1] == f"return: {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
+
+
+def test_video_without_an_opengl_library_is_one_line_naming_what_to_install(cheetah_run, monkeypatch, capsys):
+    # A machine with command 1's setup alone has no libosmesa6: PyOpenGL finds no OSMesa.
+    import ctypes.util
+
+    from abe.commands.main import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert main(["evaluate", str(cheetah_run / "checkpoints" / "last.pt"), "--video"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        "error: --video: MuJoCo draws with osmesa (MUJOCO_GL) here and libOSMesa is not installed; install it "
+        "(Debian/Ubuntu: sudo apt-get install libosmesa6) or set MUJOCO_GL to a backend this machine has\n"
+    )
+    assert "episode" not in out and not list(cheetah_run.glob("video-*"))  # asked before any episode ran
 
 
 def test_evaluate_run_id_records_a_real_video_and_logs_it(tracked_run):

@@ -157,6 +157,17 @@ def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(
     assert parent.data.tags["sweep_trials"] == "3"  # confirmation jobs are not trials
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"confirmation.md", "confirmation.png"}
     assert sum("abe_confirmation" in c.data.tags for c in trials) == 2
+    # The parent's headline is what best_command.txt trains: the confirmed best on held-out
+    # seeds; the search's best (maybe another trial) is kept beside it, and both are named.
+    [winner_run] = [c for c in trials if c.data.tags.get("abe_confirmation") == "1"]
+    assert parent.data.tags["best_run_id"] == winner_run.info.run_id
+    assert parent.data.metrics["eval/return_mean"] == pytest.approx(confirmation[0]["mean"], abs=1e-3)
+    assert parent.data.tags["best_is"].startswith(f"the confirmed best: trial #{confirmation[0]['trial']}")
+    assert parent.data.metrics["search_best_value"] == pytest.approx(ranked[0].value)
+    assert results["best_trial"] == ranked[0].number and results["best_value"] == ranked[0].value
+    assert results["confirmed_best"]["trial"] == confirmation[0]["trial"]
+    assert results["best_command"]["command"] == best_command.strip()
+    assert results["best_command"]["trains"].startswith(f"the confirmed best (#{confirmation[0]['trial']}")
 
 
 def test_a_sweep_at_another_budget_never_joins_the_study_silently(tmp_path):
