@@ -13,32 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import optuna
+import harness
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "barrier.md"
+RESULTS = harness.RESULTS / "barrier.md"
 MODES = {"slots": "false", "batches": "true"}
 
 
 def sweep(mode: str, trials: int, steps: int, folder: Path) -> dict:
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / f"{mode}.db"
-    command = [sys.executable, str(ROOT / "run.py"), "-m", "hparams_search=lr_gamma", "env=halfcheetah"]
-    command += [f"trainer.total_steps={steps}", f"trainer.eval_every={steps // 12}", "trainer.progress_bar=false"]
-    command += ["logger=none", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
-    command += [f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.confirm_top=0", "hydra.sweeper.pruner=median"]
-    command += [f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={folder / mode}"]
-    command += [f"hydra.sweeper.wait_for_batch={MODES[mode]}"]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    study = optuna.load_study(study_name="lr_gamma-HalfCheetah-v5", storage=f"sqlite:///{db}")
+    overrides = ["env=halfcheetah", f"trainer.total_steps={steps}", f"trainer.eval_every={steps // 12}"]
+    overrides += ["logger=none", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+    overrides += [f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.confirm_top=0", "hydra.sweeper.pruner=median"]
+    overrides += [f"hydra.sweeper.wait_for_batch={MODES[mode]}"]
+    wall, study = harness.sweep(folder / mode, overrides)
     states = [t.state.name for t in study.trials]
     steps_run = sum(max(t.intermediate_values, default=0) for t in study.trials)
     seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials]

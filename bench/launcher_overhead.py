@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "launcher_overhead.md"
+import harness
+
+RESULTS = harness.RESULTS / "launcher_overhead.md"
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "ray": ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.remote.num_cpus=1"],
@@ -28,15 +27,10 @@ LAUNCHERS = {
 
 
 def sweep(launcher: str, trials: int, steps: int, folder: Path) -> float:
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(ROOT / "run.py"), "-m", "hparams_search=lr_gamma", "env=pendulum"]
-    command += [f"trainer.total_steps={steps}", f"trainer.eval_every={steps}", "trainer.progress_bar=false"]
-    command += ["logger=none", *LAUNCHERS[launcher], "hydra.sweeper.n_jobs=2", f"hydra.sweeper.n_trials={trials}"]
-    command += ["hydra.sweeper.confirm_top=0", "hydra.sweeper.pruner=none"]
-    command += [f"hydra.sweeper.storage=sqlite:///{folder / 'study.db'}", f"hydra.sweep.dir={folder / 'sweep'}"]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    overrides = ["env=pendulum", f"trainer.total_steps={steps}", f"trainer.eval_every={steps}", "logger=none"]
+    overrides += [*LAUNCHERS[launcher], "hydra.sweeper.n_jobs=2", f"hydra.sweeper.n_trials={trials}"]
+    overrides += ["hydra.sweeper.confirm_top=0", "hydra.sweeper.pruner=none"]
+    return harness.sweep(folder, overrides)[0]
 
 
 def main() -> None:

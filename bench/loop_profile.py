@@ -11,11 +11,7 @@ docs/benchmarks.md ("Training throughput") quotes this script.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 

@@ -25,10 +25,9 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT
 
-from abe.core import stats  # noqa: E402
+from abe.core import stats
 
 DEFAULT_TABLE = ROOT / "bench" / "data" / "halfcheetah_settings_seeds_20-24.csv"
 

@@ -24,12 +24,9 @@ import argparse
 import json
 import random
 import statistics
-import sys
 from pathlib import Path
 
 import optuna
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from abe.sweeps.pruning import PRUNERS, make_pruner
 

@@ -32,11 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from harness import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # abe: its statistics, and the HalfCheetah posture check
-
-from abe.core import stats  # noqa: E402
+from abe.core import stats
 
 # The best published A2C result per option (the issue that set the targets: 18), and where it is from.
 ZOO = "rl-baselines3-zoo benchmark.md"

@@ -21,19 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import harness
 import optuna
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from abe.core.result import OBJECTIVE  # noqa: E402
+from abe.core.result import OBJECTIVE
 
 
 def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
@@ -41,33 +37,25 @@ def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
     limits = [f"hydra.sweeper.n_trials={trials}"]
     if args.pruner != "none":  # pruned trials leave budget for more: a cap far above what fits
         limits = [f"hydra.sweeper.n_trials={4 * trials}", f"hydra.sweeper.max_env_steps={budget}"]
-    command = [
-        sys.executable,
-        str(ROOT / "run.py"),
-        "-m",
-        "hparams_search=lr_gamma",
+    overrides = [
         "experiment=halfcheetah",
         f"n_seeds={seeds}",
         f"seed_statistic={args.statistic}",
         f"hydra.sweeper.sampler.seed={args.sampler_seed}",
         f"trainer.total_steps={args.steps}",
         f"trainer.eval_every={args.steps // 4}",
-        "trainer.progress_bar=false",
         "logger=none",
         *limits,
         f"hydra.sweeper.pruner={args.pruner}",
         "hydra.sweeper.confirm_top=1",
         "hydra.sweeper.confirm_seeds=5",
-        f"hydra.sweeper.study_name={name}",
-        f"hydra.sweeper.storage=sqlite:///{out / (name + '.db')}",
-        f"hydra.sweep.dir={sweep_dir}",
     ]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    wall, study = harness.sweep(sweep_dir, overrides, study_name=name)
+    sweep_dir = sweep_dir / "sweep"
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     pick = results["confirmation"][0]
     tuned = json.loads((sweep_dir / str(pick["trial"]) / "result.json").read_text())  # job dir = trial number
-    states = [t.state for t in optuna.load_study(study_name=name, storage=f"sqlite:///{out / (name + '.db')}").trials]
+    states = [t.state for t in study.trials]
     return {
         **pick,  # its `seeds` are the held-out ones
         "name": name,
@@ -75,7 +63,7 @@ def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
         "pruned": states.count(optuna.trial.TrialState.PRUNED),
         "env_steps": results["env_steps"],
         "tuning_seeds": seeds,
-        "minutes": (time.perf_counter() - start) / 60,
+        "minutes": wall / 60,
         "estimate": pick["tuning_value"],
         "tuning_mean": statistics.mean(tuned.get("per_seed", [tuned[OBJECTIVE]])),  # its tuning seeds' final returns
     }
@@ -93,7 +81,7 @@ def main() -> int:
     parser.add_argument(
         "--pruner", default="none", help="none: fixed trial counts; median etc.: equal env-step budgets"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "robust_tuning")
+    parser.add_argument("--out", type=Path, default=harness.ROOT / "outputs" / "bench" / "robust_tuning")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [("single_seed", args.trials * args.seeds, 1), ("robust", args.trials, args.seeds)]

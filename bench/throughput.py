@@ -182,7 +182,6 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        sys.path.insert(0, str(ROOT))
         return measure_one(args.one, args.envs, args.steps)
     rounds = []
     for index in range(args.rounds):

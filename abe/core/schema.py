@@ -304,3 +304,30 @@ class Config(Section):
 
     def with_seed(self, seed: int) -> Config:
         return dataclasses.replace(self, seed=seed, n_seeds=1)
+
+
+def key_reference(config: dict) -> str:
+    """A Markdown table of every key: its value in `config` (e.g. the composed default),
+    what is allowed and what it sets, from the rules above (docs/configuration.md shows it)."""
+    rows = ["| key | `python run.py` uses | allowed | what it sets |", "| --- | --- | --- | --- |"]
+
+    def add(section: type[Section], values: dict, prefix: str) -> None:
+        for spec in dataclasses.fields(section):
+            if "check" not in spec.metadata:
+                continue
+            key, value = f"{prefix}{spec.name}", values.get(spec.name)
+            nested = SECTIONS.get(spec.name) if section is Config else None
+            if nested is not None:
+                add(nested, value or {}, f"{key}.")
+                continue
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+            rows.append(f"| `{key}` | `{shown}` | {spec.metadata['allowed']} | {spec.metadata['doc']} |")
+        if section is OptimizerConfig:
+            own = ", ".join(f"{name}: {', '.join(keys)}" for name, keys in OptimizerConfig.OWN_KEYS.items())
+            rows.append(
+                f"| `optimizer.<own>` | see `conf/optimizer/` | numbers >= 0 (betas: two in [0, 1)) "
+                f"| torch's own options ({own}) |"
+            )
+
+    add(Config, config, "")
+    return "\n".join(rows) + "\n"

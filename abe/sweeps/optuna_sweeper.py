@@ -10,7 +10,7 @@ here and nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -20,39 +20,60 @@ from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperCo
 from omegaconf import DictConfig
 
 
+def option(default: Any, doc: str) -> Any:
+    """An option with its default and its one-line description (docs/sweeps.md's table)."""
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass
 class AbeOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "abe.sweeps.optuna_sweeper.AbeOptunaSweeper"
-    direction: Any = Direction.maximize  # the objective: seed_statistic over the trial's final eval returns
-    n_trials: int = 20
-    # Trials running at once; the next starts when one ends. More than 1 needs a launcher
-    # that runs jobs beside each other (hydra/launcher=joblib with hydra.launcher.n_jobs).
-    n_jobs: int = 1
-    max_failure_rate: float = 1.0  # failed trials are recorded as FAIL and the sweep goes on
-    pruner: str = "median"  # median | percentile | hyperband | none
-    pruner_warmup: float = 0.25  # share of trainer.total_steps before median/percentile may stop a trial
-    pruner_keep: float = 0.25  # percentile: the share of trials that goes on at each evaluation
-    # What running trials are compared on. The final objective stays the eval return; the
-    # stochastic training return tracks learning more steadily (docs/lab-notes.md).
-    prune_on: str = "train/episode_return"
-    # At the start, RUNNING trials whose sweeper died are marked FAIL (on this machine: its
-    # process is gone; on any machine: its heartbeat stopped).
-    fail_running_trials: bool = True
-    # After the search: re-train the best `confirm_top` configurations (0: none) on
-    # `confirm_seeds` held-out seeds each, from seed + 1000 (abe.sweeps.confirmation).
-    confirm_top: int = 3
-    confirm_seeds: int = 5
-    # true: ask n_jobs trials at a time and wait for the slowest of a batch before asking
-    # again (hydra-optuna-sweeper's way; kept to measure what the slots save: bench/barrier.py).
-    wait_for_batch: bool = False
-    # Seconds between heartbeats of this sweeper's RUNNING trials in the study. A trial
-    # whose heartbeat is 4 beats old is marked FAIL by the next sweeper that opens the
-    # study, on any machine (0: off).
-    heartbeat_s: int = 30
-    # An env-step budget, all seeds counted: no trial starts that could overrun it (an
-    # ended trial counts the steps it ran, up to its last evaluation if pruned or failed;
-    # a running one its whole budget); n_trials still caps the count. 0: no budget.
-    max_env_steps: int = 0
+    direction: Any = option(  # noqa: RUF009 (option() returns a dataclass field, not a shared default)
+        Direction.maximize, "the objective: seed_statistic over a trial's final eval returns"
+    )
+    n_trials: int = option(20, "trials this sweep adds to the study")
+    n_jobs: int = option(
+        1,
+        "trials running at once; the next starts when one ends (more than 1 needs a launcher that runs "
+        "jobs side by side: hydra/launcher=joblib with hydra.launcher.n_jobs, ray, slurm)",
+    )
+    max_failure_rate: float = option(1.0, "stop asking for trials once more than this share failed (1.0: never)")
+    pruner: str = option("median", "median, percentile, hyperband or none")
+    pruner_warmup: float = option(0.25, "share of trainer.total_steps before median/percentile may stop a trial")
+    pruner_keep: float = option(0.25, "percentile: the share of trials that goes on at each evaluation")
+    # The final objective stays the eval return; the stochastic training return tracks
+    # learning more steadily (docs/lab-notes.md).
+    prune_on: str = option("train/episode_return", "the metric running trials are compared on")
+    fail_running_trials: bool = option(
+        True,
+        "at the start, mark FAIL the RUNNING trials whose sweeper died (this machine: its process is gone; "
+        "any machine: its heartbeat stopped)",
+    )
+    confirm_top: int = option(3, "after the search, re-train this many best configurations on held-out seeds (0: none)")
+    confirm_seeds: int = option(5, "held-out seeds per confirmed configuration, from seed + 1000")
+    # Kept to measure what the slots save (bench/barrier.py).
+    wait_for_batch: bool = option(
+        False, "ask n_jobs trials at a time and wait for a batch's slowest (hydra-optuna-sweeper's way)"
+    )
+    heartbeat_s: int = option(
+        30, "seconds between heartbeats of RUNNING trials; a trial 4 beats old is FAIL for the next sweeper (0: off)"
+    )
+    max_env_steps: int = option(
+        0,
+        "an env-step budget, all seeds counted: no trial starts that could overrun it; a pruned or failed trial "
+        "pays for the steps it ran, a running one its whole budget (0: none)",
+    )
+
+
+def options_reference() -> str:
+    """A Markdown table of abe's sweeper options with their defaults (docs/sweeps.md shows it)."""
+    rows = ["| option | default | what it sets |", "| --- | --- | --- |"]
+    for spec in fields(AbeOptunaSweeperConf):
+        if "doc" in spec.metadata:
+            default = spec.default.name if isinstance(spec.default, Direction) else spec.default
+            shown = str(default).lower() if isinstance(default, bool) else default
+            rows.append(f"| `hydra.sweeper.{spec.name}` | `{shown}` | {spec.metadata['doc']} |")
+    return "\n".join(rows) + "\n"
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")

@@ -448,7 +448,10 @@ class OptunaSearch:
             return
         if confirmation:  # the winner on held-out seeds
             winner = confirmation[0]
-            params, what = winner["params"], f"the confirmed best (#{winner['trial']}, held-out mean {winner['mean']:.1f})"
+            params, what = (
+                winner["params"],
+                f"the confirmed best (#{winner['trial']}, held-out mean {winner['mean']:.1f})",
+            )
         else:
             best = self.study.best_trial
             params, what = best.params, f"the search's best trial (#{best.number}, {best.value:.1f})"
@@ -458,7 +461,9 @@ class OptunaSearch:
         results_path = sweep_dir / "optimization_results.yaml"
         results = yaml.safe_load(results_path.read_text())
         if confirmation:
-            results["confirmed_best"] = {k: confirmation[0][k] for k in ("trial", "params", "mean", "iqm", "ci95", "seeds")}
+            results["confirmed_best"] = {
+                k: confirmation[0][k] for k in ("trial", "params", "mean", "iqm", "ci95", "seeds")
+            }
         results["best_command"] = {"trains": what, "command": command}
         results_path.write_text(yaml.safe_dump(results, sort_keys=False))
         log.info("re-train %s:\n  %s", what, command)

@@ -1,6 +1,6 @@
-"""The README's examples are true: its bad-input block prints what it shows, its
-snippet for loading a trained policy works from the repo root, and every `python
-run.py` command it shows runs (with a small budget)."""
+"""The README's examples are true, and the guide's where they show output: the bad-input
+blocks print what they show, the snippet for loading a trained policy works from the
+repo root, and every `python run.py` command of the README runs (with a small budget)."""
 
 import os
 import re
@@ -16,15 +16,19 @@ from tests.cli.test_commands import result_of
 from tests.conftest import TINY, run_cli
 
 README = (PROJECT_ROOT / "README.md").read_text()
+CONFIGURATION = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+TRACKING = (PROJECT_ROOT / "docs" / "tracking.md").read_text()
 
 
-def _block_after(heading: str, language: str) -> str:
-    start = README.index(heading)
-    return re.search(rf"```{language}\n(.*?)```", README[start:], re.S).group(1)
+def _block_after(text: str, heading: str, language: str) -> str:
+    start = text.index(heading)
+    return re.search(rf"```{language}\n(.*?)```", text[start:], re.S).group(1)
 
 
 def _bad_input_examples() -> list[tuple[list[str], str]]:
-    lines = _block_after("### Bad input", "text").splitlines()
+    lines = [
+        line for page in (README, CONFIGURATION) for line in _block_after(page, "## Bad input", "text").splitlines()
+    ]
     return [
         (shlex.split(command.removeprefix("$ python run.py ")), shown)
         for command, shown in zip(lines[::2], lines[1::2], strict=True)
@@ -45,7 +49,7 @@ def test_the_load_a_policy_snippet_works_from_the_repo_root(tracked_run, tmp_pat
     _, run_dir, store = tracked_run
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "mlflow").symlink_to(store)
-    snippet = _block_after("### Where things go", "python")
+    snippet = _block_after(TRACKING, "## Where things go", "python")
     snippet = snippet.replace('run_id = "..."', f'run_id = "{result_of(run_dir)["mlflow_run_id"]}"')
     snippet = snippet.replace("HalfCheetah-v5", "Pendulum-v1") + "print(action.shape, float(abs(action).max()))\n"
     proc = subprocess.run(
