@@ -80,7 +80,7 @@ def test_median_pruning_stops_bad_trials_and_shows_them_everywhere(tmp_path):
     } <= artifacts
     best_command = (tmp_path / "sweep" / "best_command.txt").read_text()
     assert f"lr={study.best_params['lr']}" in best_command and "hparams_search" not in best_command
-    assert "re-train the best trial" in proc.stdout + proc.stderr
+    assert "re-train the search's best trial" in proc.stdout + proc.stderr
 
     # The same command again resumes the study; a trial an interrupted sweep left
     # RUNNING is marked FAIL instead of staying RUNNING forever.

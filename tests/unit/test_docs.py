@@ -44,7 +44,7 @@ def test_the_sweeper_options_table_is_the_sweepers():
 
 def test_the_returns_table_has_one_source():
     table = (PROJECT_ROOT / "bench" / "results" / "returns.md").read_text()  # bench/returns.py writes it
-    for path in (README, PROJECT_ROOT / "docs" / "environments.md"):
+    for path in (README, *(PROJECT_ROOT / "docs" / name for name in ("environments.md", "benchmarks.md"))):
         _generated_block(path, "returns table", table)
 
 
