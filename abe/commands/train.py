@@ -27,7 +27,7 @@ from abe.core.schema import Config
 from abe.tracking import make_tracker
 from abe.tracking.mlflow_run import Tracker
 from abe.tracking.sweep_parent import parent_run_id
-from abe.training.callbacks import Callback, Checkpointer, MetricLogger, ModelExport
+from abe.training.callbacks import Callback, Checkpointer, MetricLogger, ModelExport, SteppingTag
 from abe.training.loop import TrainingDiverged, train_seeds
 
 log = logging.getLogger("abe")
@@ -166,6 +166,7 @@ class Job:
         tracking: list[Callback] = []
         for member, tracker in enumerate(self.trackers):
             tracking += [MetricLogger(tracker.log_metrics, member), Checkpointer(_run_id_of(tracker), member)]
+            tracking.append(SteppingTag(tracker.set_tags, member))
             if self.cfg.logger.log_model:
                 tracking.append(ModelExport(tracker.log_model, member))
         if self.job_tracker is not None:

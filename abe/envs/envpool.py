@@ -57,6 +57,8 @@ class EnvPoolVectorEnv:
         self.num_envs = num_envs
         self.pools = self._new_pools(first_seed=0)
         self._direct = EnvPoolDirectIO.of(self.pools[0])
+        # what a run's `env.stepping` tag says: EnvPool's C++ calls, or its slower public ones
+        self.stepping = "envpool: direct C++ send/recv" if self._direct else "envpool: public send/recv"
         self.single_observation_space = self.pools[0].observation_space
         self.single_action_space = self.pools[0].action_space
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)

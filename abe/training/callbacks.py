@@ -47,6 +47,18 @@ class Callback:
         """Always, even when training failed: release what the callback holds."""
 
 
+class SteppingTag(Callback):
+    """Tags a seed's run with how its envs step (`env.stepping`): for EnvPool, its direct
+    C++ calls or, where a new EnvPool moved them, its public send/recv (same numbers, slower)."""
+
+    def __init__(self, set_tags: Callable[[dict[str, str]], None], member: int = 0):
+        self.set_tags, self.member = set_tags, member
+
+    def on_training_start(self, trainer: Trainer) -> None:
+        envs = trainer.members[self.member].envs
+        self.set_tags({"env.stepping": getattr(envs, "stepping", f"gymnasium: {trainer.cfg.env.backend}")})
+
+
 class LrDecay(Callback):
     """`algo.lr_decay`: lr falls linearly to 0 over the budget (Tianshou's MuJoCo examples)."""
 

@@ -35,9 +35,18 @@ def test_evaluate_checkpoint_repeats_the_training_time_evaluation(tracked_run):
 
 @pytest.fixture(scope="module")
 def cheetah_run(tmp_path_factory):
-    """A tiny HalfCheetah run on EnvPool (the default option's backend), untracked."""
+    """A tiny tracked HalfCheetah run on EnvPool (the default option's backend): its run dir."""
     root = tmp_path_factory.mktemp("cheetah")
-    proc = run_cli("env=halfcheetah", "env.backend=envpool", *TINY, f"hydra.run.dir={root / 'run'}", cwd=root)
+    tiny = [o for o in TINY if not o.startswith("logger")]
+    proc = run_cli(
+        "env=halfcheetah",
+        "env.backend=envpool",
+        *tiny,
+        f"hydra.run.dir={root / 'run'}",
+        f"logger.store_dir={root / 'store'}",
+        cwd=root,
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "run"
 
@@ -49,6 +58,9 @@ def test_evaluate_repeats_an_envpool_runs_evaluation_on_envpool(cheetah_run):
     assert proc.returncode == 0, proc.stderr
     result = result_of(cheetah_run)
     assert proc.stdout.splitlines()[-1] == f"return: {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
+    # the run says which EnvPool path stepped it (the fast one, on the EnvPool the lock pins)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cheetah_run.parent / 'store' / 'mlflow.db'}")
+    assert client.get_run(result["mlflow_run_id"]).data.tags["env.stepping"] == "envpool: direct C++ send/recv"
 
 
 def test_video_without_an_opengl_library_is_one_line_naming_what_to_install(cheetah_run, monkeypatch, capsys):

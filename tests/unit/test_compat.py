@@ -36,6 +36,18 @@ def test_a_pool_without_the_private_calls_falls_back_loudly(caplog):
     assert "stepping through its public send/recv (same numbers, slower)" in caplog.text
 
 
+def test_a_run_on_the_fallback_says_so_in_its_tags(monkeypatch):
+    from abe.envs.envpool import EnvPoolVectorEnv
+
+    assert EnvPoolVectorEnv("Pendulum-v1", 2, 1, {}).stepping == "envpool: direct C++ send/recv"
+    monkeypatch.setattr(compat.EnvPoolDirectIO, "of", staticmethod(lambda pool: None))
+    envs = EnvPoolVectorEnv("Pendulum-v1", 2, 1, {})
+    assert envs.stepping == "envpool: public send/recv"  # the tag SteppingTag puts on the run
+    envs.reset(seed=0)
+    envs.send(0, np.zeros((1, 1), np.float32))
+    assert envs.recv(0)[0].shape == (1, 3)  # and it steps
+
+
 def pendulum_agent(make_cfg):
     from abe.agent.agent import build_agent
     from abe.envs.vector import make_vector_env
