@@ -193,8 +193,10 @@ class MlflowServer:
         command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port"]
         command += [str(self.port), "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}"]
         command += ["--artifacts-destination", str(self.folder / "artifacts")]
+        # Without MLflow 3's job runner: seven huey consumer processes that abe never uses.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
         )
         deadline = time.monotonic() + timeout
         while True:

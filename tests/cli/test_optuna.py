@@ -59,6 +59,7 @@ def mlflow_children(tmp_path):
     )
 
 
+@pytest.mark.slow  # a real sweep of several trials
 def test_median_pruning_stops_bad_trials_and_shows_them_everywhere(tmp_path):
     proc, study = sweep(tmp_path, "hydra.sweeper.n_trials=10", "hydra.sweeper.pruner=median")
     states = [t.state for t in study.trials]
@@ -124,6 +125,7 @@ def test_two_parallel_workers_record_every_trial_once(tmp_path):
     }  # each job trained what its trial asked
 
 
+@pytest.mark.slow  # a real sweep of several trials
 def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(tmp_path):
     proc, study = sweep(
         tmp_path,

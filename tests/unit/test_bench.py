@@ -24,6 +24,7 @@ def test_a_bench_script_starts(script):
     assert proc.stdout.startswith("usage: "), proc.stdout[:500]
 
 
+@pytest.mark.slow  # a real sweep of two tiny trials
 def test_the_harness_runs_a_sweep_and_opens_its_study(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     import harness
