@@ -35,6 +35,38 @@ def make_cfg():
     return lambda *overrides: to_config(compose(list(overrides)))
 
 
+# pytest-xdist runs each file whole on one worker (--dist loadfile); the files that take
+# longest start first, so the short ones fill the workers in at the end instead of one
+# long file running alone (xdist's own order, by number of tests, is switched off in
+# pyproject.toml). From the suite's --durations, longest first.
+LONGEST_FIRST = (
+    "system/test_cluster.py",
+    "cli/test_faults.py",
+    "cli/test_optuna.py",
+    "cli/test_commands.py",
+    "cli/test_readme.py",
+    "system/test_learning.py",
+    "cli/test_tracking.py",
+    "cli/test_resume.py",
+    "system/test_mlflow_ui.py",
+    "cli/test_bad_input.py",
+    "cli/test_sweeps.py",
+    "cli/test_run_cli.py",
+    "unit/test_bench.py",
+    "unit/test_training.py",
+    "unit/test_fast.py",
+    "unit/test_config.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+
+
 def pytest_sessionstart(session):
     # No usage telemetry from the tests' MLflow clients (nor its session id in the environment).
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
