@@ -19,17 +19,16 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness
 
 from abe.commands.hydra_edge import compose, to_config
 from abe.commands.train import Job
 from abe.tracking.helper import BackgroundTracker, prewarm
 
-ROOT = Path(__file__).resolve().parent.parent
 in_tracker = [0.0]  # seconds the training process spends inside tracker calls
 _depth = [0]  # calls inside calls count once
 
@@ -75,24 +74,11 @@ def one_job(logger: str, steps: int, root: Path, index: int) -> float:
 
 
 def cli_job(logger: str, steps: int, root: Path, index: int) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run.py"),
-            "env=halfcheetah",
-            f"trainer.total_steps={steps}",
-            "trainer.eval_every=10000",
-            "trainer.progress_bar=false",
-            f"logger={logger}",
-            *([f"logger.store_dir={root / 'cli-store'}"] if logger == "mlflow" else []),
-            f"hydra.run.dir={root / f'cli-{logger}-{index}'}",
-        ],
-        check=True,
-        capture_output=True,
-        env={"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""},
-    )
-    return time.perf_counter() - start
+    overrides = ["env=halfcheetah", f"trainer.total_steps={steps}", "trainer.eval_every=10000"]
+    overrides += ["trainer.progress_bar=false", f"logger={logger}", f"hydra.run.dir={root / f'cli-{logger}-{index}'}"]
+    overrides += [f"logger.store_dir={root / 'cli-store'}"] if logger == "mlflow" else []
+    env = {"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": ""}
+    return harness.timed([*harness.RUN_PY, *overrides], env=env).seconds
 
 
 def main() -> None:
