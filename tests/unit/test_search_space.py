@@ -49,3 +49,19 @@ def test_the_grid_lists_every_value_and_refuses_an_interval():
     assert space.grid() == {"a": [1, 2], "b": [0, 1, 2], "c": [0.5, 1.0, 1.5]}
     with pytest.raises(ValueError, match="lr: the grid sampler needs listed values"):
         SearchSpace.parse(["lr=interval(0.1, 0.2)"]).grid()
+
+
+def test_the_wide_preset_searches_eleven_keys_and_every_draw_is_a_valid_config(make_cfg):
+    import yaml
+
+    from abe import CONFIG_DIR
+    from abe.commands.hydra_edge import check_command_line
+
+    params = yaml.safe_load((CONFIG_DIR / "hparams_search" / "a2c_wide.yaml").read_text())["hydra"]["sweeper"]["params"]
+    space = SearchSpace.parse([f"{key}={value}" for key, value in params.items()])
+    assert len(space.distributions) == 11 and space.distributions["gamma"].choices[-1] == 0.9999
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        cfg = make_cfg("env=hopper", *space.suggest(study.ask()))  # raises on any value the schema refuses
+        assert cfg.trainer.num_envs in (8, 16, 32) and cfg.algo.return_std_from in ("returns", "rewards")
+    assert check_command_line(["-m", "hparams_search=a2c_wide", "env=hopper"]) is None  # the sweep's checks pass
