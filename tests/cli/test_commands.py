@@ -8,6 +8,7 @@ import sys
 import imageio.v2 as imageio
 import mlflow
 import pytest
+import torch
 
 from abe import PROJECT_ROOT
 from abe.agent.agent import build_agent
@@ -72,6 +73,7 @@ def test_video_without_an_opengl_library_is_one_line_naming_what_to_install(chee
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # loading a checkpoint sets this process's
     assert main(["evaluate", str(cheetah_run / "checkpoints" / "last.pt"), "--video"]) == 2
     out, err = capsys.readouterr()
     assert err == (
