@@ -96,7 +96,7 @@ class MlflowSweepCallback(Callback):
                 _launched_parents.remove((uri, parent))
 
 
-def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
+def summarise_sweep(client, parent: str, sweep_dir: Path) -> str | None:
     """The sweep's headline onto the parent: the confirmed best (the configuration
     `best_command.txt` re-trains, scored on held-out seeds) when the sweep confirmed its
     picks, else the search's best trial; the search's best is kept beside it under
@@ -141,7 +141,7 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> dict | None:
     for name in [*sorted(p.name for p in sweep_dir.glob("optuna_*.png")), *written]:
         if (sweep_dir / name).exists():
             client.log_artifact(parent, str(sweep_dir / name))
-    return {"run_id": best.info.run_id, metric: value}
+    return best.info.run_id  # the headline run; None above when no trial finished
 
 
 def _confirmed_best(runs: list, sweep_dir: Path) -> tuple | None:
