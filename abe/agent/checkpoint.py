@@ -66,6 +66,12 @@ def checkpoint_config(state: dict) -> Config:
     return Config.from_dict(yaml.safe_load(state["config"]))
 
 
+def job_config(state: dict) -> Config:
+    """The config of the job the checkpoint's seed belongs to: a population's (its members
+    train with their own lr and gamma), else the seed's own."""
+    return Config.from_dict(yaml.safe_load(state["job_config"])) if "job_config" in state else checkpoint_config(state)
+
+
 def load_into(agent: Agent, state: dict) -> None:
     """Restore weights, optimizer state and statistics; name both shapes on a mismatch."""
     try:

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from abe.agent.checkpoint import checkpoint_config, read_checkpoint
+from abe.agent.checkpoint import job_config, read_checkpoint
 from abe.commands.hydra_edge import check_runtime
 from abe.commands.sources import open_default_store
 from abe.commands.train import Job
@@ -51,7 +51,7 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 def resume(target: str, tracking_uri: str | None = None) -> int:
     run_dir = find_run_dir(target, tracking_uri)
     states = [read_checkpoint(path) for path in _checkpoints(run_dir)]
-    cfg = dataclasses.replace(checkpoint_config(states[0]), n_seeds=len(states))
+    cfg = dataclasses.replace(job_config(states[0]), n_seeds=len(states))
     total, done = cfg.trainer.total_steps, min(state["env_steps"] for state in states)
     if done >= total:
         raise ConfigError(f"resume: the run in {run_dir} already finished ({done:,} of {total:,} env steps)")

@@ -29,6 +29,7 @@ from abe.tracking.mlflow_run import Tracker
 from abe.tracking.sweep_parent import parent_run_id
 from abe.training.callbacks import Callback, Checkpointer, MetricLogger, ModelExport, SteppingTag
 from abe.training.loop import TrainingDiverged, train_seeds
+from abe.training.pbt import member_configs
 
 log = logging.getLogger("abe")
 
@@ -97,15 +98,16 @@ class Job:
         resume_run_ids: list[str | None] | None = None,
     ):
         self.cfg, self.run_dir, self.stopped_early = cfg, run_dir, None
-        self.seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
+        self.configs = member_configs(cfg)  # each seed's config (under PBT, with its starting lr and gamma)
+        self.seeds = [c.seed for c in self.configs]
         self.resumes = resumes or [None] * len(self.seeds)
         device = resolve_device(cfg.trainer.device)
         resume_ids = resume_run_ids or [None] * len(self.seeds)
         self.job_tracker = None
         if len(self.seeds) > 1:
             self.run_dirs = [run_dir / f"seed_{seed}" for seed in self.seeds]
-            for seed, seed_dir in zip(self.seeds, self.run_dirs, strict=True):
-                _save_config(cfg.with_seed(seed), seed_dir)  # each seed re-runnable alone
+            for member_cfg, seed_dir in zip(self.configs, self.run_dirs, strict=True):
+                _save_config(member_cfg, seed_dir)  # each seed re-runnable alone
             job_run_id = _read(run_dir / JOB_RUN_ID_FILE) if resumes else None
             self.job_tracker = make_tracker(cfg, run_dir, overrides, device, parent, job_run_id)
             parent = self.job_tracker.run_id
@@ -114,8 +116,8 @@ class Job:
         else:
             self.run_dirs = [run_dir]
         self.trackers = [
-            make_tracker(cfg.with_seed(seed), seed_dir, overrides, device, parent, resume_id)
-            for seed, seed_dir, resume_id in zip(self.seeds, self.run_dirs, resume_ids, strict=True)
+            make_tracker(member_cfg, seed_dir, overrides, device, parent, resume_id)
+            for member_cfg, seed_dir, resume_id in zip(self.configs, self.run_dirs, resume_ids, strict=True)
         ]
 
     def run(self, callbacks: Sequence[Callback] = ()) -> float:
@@ -130,7 +132,7 @@ class Job:
         self.finished: list = [None] * len(self.trackers)  # what each tracker uploads: a finished run's result
         self.job_result, status, error = None, "FAILED", None
         try:
-            results = train_seeds(self.cfg, self.seeds, self.run_dirs, [*self._tracking(), *callbacks], self.resumes)
+            results = train_seeds(self.cfg, self.configs, self.run_dirs, [*self._tracking(), *callbacks], self.resumes)
             if results[0].stopped_early:  # e.g. pruned: no result.json, no summary
                 status = "KILLED"
                 self._stopped(results[0].stopped_early)

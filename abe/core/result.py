@@ -29,6 +29,8 @@ class TrainResult:
     evaluations: list[dict] = field(default_factory=list)  # one record of metrics per evaluation
     stopped_early: str | None = None  # why training stopped before its budget (a callback said so)
     mlflow_run_id: str | None = None
+    schedule: list[list] = field(default_factory=list)  # [env_steps, lr, gamma] points (a schedule, PBT)
+    lineage: list[dict] = field(default_factory=list)  # PBT: the copies behind this member's weights
 
     def to_dict(self) -> dict:
         result = {
@@ -46,6 +48,8 @@ class TrainResult:
         }
         if self.stopped_early:
             result["stopped_early"] = self.stopped_early
+        if self.schedule:
+            result["schedule"], result["lineage"] = self.schedule, self.lineage
         return result
 
     def write(self, run_dir: Path) -> Path:

@@ -41,7 +41,10 @@ ADDED_LATER: dict[str, Any] = {
     "network.sde": False,
     "algo.sde_sample_freq": -1,
     "algo.return_std_from": "returns",
+    "schedule": [],
+    "pbt": None,
 }
+PBT_KEYS = ("lr", "gamma")  # what population-based training changes during training
 
 
 def _number(v) -> bool:
@@ -98,7 +101,8 @@ class Section:
             value = data[name]
             nested = SECTIONS.get(name) if cls is Config else None
             if nested is not None:
-                values[name] = nested.from_dict(value, f"{key}.")
+                optional = value is None and name in OPTIONAL_SECTIONS
+                values[name] = None if optional else nested.from_dict(value, f"{key}.")
                 continue
             check = spec.metadata.get("check")
             if check is not None and not check(value):
@@ -253,6 +257,53 @@ class LoggerConfig(Section):
         return {"name": "none"} if not self.tracking else super().to_dict()
 
 
+def _schedule(v) -> bool:
+    """[[env_steps, lr, gamma], ...]: env steps rising, each lr > 0 and gamma in (0, 1]."""
+    if not isinstance(v, list):
+        return False
+    steps = []
+    for point in v:
+        if not (isinstance(point, list) and len(point) == 3 and _integer(point[0]) and point[0] >= 1):
+            return False
+        if not (_number(point[1]) and point[1] > 0 and _number(point[2]) and 0 < point[2] <= 1):
+            return False
+        steps.append(point[0])
+    return steps == sorted(set(steps))
+
+
+def _space_entry(v) -> bool:
+    """{low, high, log} (a float range) or {choices: [...]} (listed values)."""
+    if isinstance(v, dict) and set(v) == {"choices"}:
+        return isinstance(v["choices"], list) and len(v["choices"]) > 0 and all(map(_number, v["choices"]))
+    if isinstance(v, dict) and set(v) == {"low", "high", "log"}:
+        return _number(v["low"]) and _number(v["high"]) and v["low"] < v["high"] and _boolean(v["log"])
+    return False
+
+
+def _perturb(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_number(f) and f > 0 for f in v) and v[0] < 1 < v[1]
+
+
+@dataclass(frozen=True)
+class PbtConfig(Section):
+    """Population-based training of a job's seeds (`hparams_search=pbt` sets it; its
+    defaults live in abe.sweeps.pbt_sweeper)."""
+
+    interval: int = rule(*POSITIVE_INT, "env steps per member between exploit-and-explore rounds")
+    quantile: float = rule(
+        lambda v: _number(v) and 0 < v <= 0.5, "a share in (0, 0.5]", "the bottom share copies the top share"
+    )
+    resample: float = rule(
+        lambda v: _number(v) and 0 <= v <= 1, "a probability in [0, 1]", "explore by a fresh draw, not a factor"
+    )
+    perturb: list = rule(_perturb, "two factors [down, up] with down < 1 < up, e.g. [0.8, 1.25]", "explore factors")
+    space: dict = rule(
+        lambda v: isinstance(v, dict) and bool(v) and set(v) <= set(PBT_KEYS) and all(map(_space_entry, v.values())),
+        "lr and/or gamma, each {low, high, log} or {choices: [...]}",
+        "where starting values and fresh draws come from",
+    )
+
+
 SECTIONS: dict[str, type[Section]] = {
     "env": EnvConfig,
     "network": NetworkConfig,
@@ -260,7 +311,9 @@ SECTIONS: dict[str, type[Section]] = {
     "algo": AlgoConfig,
     "trainer": TrainerConfig,
     "logger": LoggerConfig,
+    "pbt": PbtConfig,  # optional: null unless population-based training
 }
+OPTIONAL_SECTIONS = ("pbt",)
 
 
 @dataclass(frozen=True)
@@ -274,17 +327,28 @@ class Config(Section):
     seed_statistic: str = rule(
         _one_of(SEED_STATISTICS), f"one of {', '.join(SEED_STATISTICS)}", "the job's objective over its seeds' returns"
     )
+    schedule: list = rule(
+        _schedule,
+        "[] or [[env_steps, lr, gamma], ...], env steps >= 1 and rising (lr and gamma hold from the start)",
+        "lr and gamma from these env steps on (a PBT schedule's replay)",
+    )
     env: EnvConfig = rule(None, "", "the env group")
     network: NetworkConfig = rule(None, "", "the network group")
     optimizer: OptimizerConfig = rule(None, "", "the optimizer group")
     algo: AlgoConfig = rule(None, "", "the algo group")
     trainer: TrainerConfig = rule(None, "", "the trainer group")
     logger: LoggerConfig = rule(None, "", "the logger group")
+    pbt: PbtConfig | None = rule(None, "", "population-based training (null: none)")
 
     @classmethod
     def from_dict(cls, data: object, prefix: str = "") -> Config:
         """Check every value of a plain (resolved) config; raise ConfigError for the first bad one."""
-        return super().from_dict(data, prefix)
+        cfg = super().from_dict(data, prefix)
+        if cfg.pbt is not None and cfg.schedule:
+            raise ConfigError("schedule: a population (pbt) makes its own schedules; allowed: schedule=[] with pbt")
+        if cfg.pbt is not None and cfg.n_seeds < 2:
+            raise ConfigError(f"n_seeds: got {cfg.n_seeds} with pbt; allowed: a population of 2 or more members")
+        return cfg
 
     def to_dict(self) -> dict:
         return {
@@ -293,7 +357,8 @@ class Config(Section):
             "seed": self.seed,
             "n_seeds": self.n_seeds,
             "seed_statistic": self.seed_statistic,
-            **{name: getattr(self, name).to_dict() for name in SECTIONS},
+            "schedule": self.schedule,
+            **{name: None if getattr(self, name) is None else getattr(self, name).to_dict() for name in SECTIONS},
         }
 
     def to_yaml(self) -> str:
@@ -304,6 +369,10 @@ class Config(Section):
 
     def with_seed(self, seed: int) -> Config:
         return dataclasses.replace(self, seed=seed, n_seeds=1)
+
+    def member(self, seed: int, lr: float, gamma: float) -> Config:
+        """One member of a population: a run of `seed` alone with its starting lr and gamma."""
+        return dataclasses.replace(self.with_seed(seed), lr=lr, gamma=gamma, pbt=None)
 
 
 def key_reference(config: dict) -> str:
@@ -317,6 +386,10 @@ def key_reference(config: dict) -> str:
                 continue
             key, value = f"{prefix}{spec.name}", values.get(spec.name)
             nested = SECTIONS.get(spec.name) if section is Config else None
+            if nested is not None and spec.name in OPTIONAL_SECTIONS and value is None:
+                rows.append(f"| `{key}` | `null` | null or its keys below | {spec.metadata['doc']} |")
+                add(nested, {}, f"{key}.")
+                continue
             if nested is not None:
                 add(nested, value or {}, f"{key}.")
                 continue

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from abe.agent.checkpoint import save_checkpoint
 from abe.agent.export import deterministic_policy
 from abe.core.result import OBJECTIVE
+from abe.core.secrets import mask_secrets
 from abe.training.seeding import rng_state
 
 if TYPE_CHECKING:
@@ -60,13 +61,29 @@ class SteppingTag(Callback):
 
 
 class LrDecay(Callback):
-    """`algo.lr_decay`: lr falls linearly to 0 over the budget (Tianshou's MuJoCo examples)."""
+    """`algo.lr_decay`: lr falls linearly to 0 over the budget (Tianshou's MuJoCo examples);
+    from each member's own lr (a schedule or PBT changes it)."""
 
     def on_update(self, trainer: Trainer) -> None:
         remaining = max(0.0, 1.0 - trainer.env_steps / trainer.cfg.trainer.total_steps)
         for member in trainer.members:
             for group in member.agent.optimizer.param_groups:
-                group["lr"] = trainer.cfg.lr * remaining
+                group["lr"] = member.lr * remaining
+
+
+class Schedule(Callback):
+    """`schedule`: each member trains with lr and gamma from the listed env steps on (a
+    PBT member's schedule, replayed from scratch on other seeds)."""
+
+    def __init__(self, points: list[list]):
+        self.points = points
+
+    def on_update(self, trainer: Trainer) -> None:
+        for member in trainer.members:
+            done = member.state.schedule[-1][0] if member.state.schedule else -1
+            due = [p for p in self.points if done < p[0] <= member.state.env_steps]
+            if due:
+                member.set_hparams(due[-1][1], due[-1][2])
 
 
 class ProgressBar(Callback):
@@ -131,6 +148,8 @@ class Checkpointer(Callback):
                 "rollout": member.rollout.snapshot(),
                 "rng": rng_state(member.generator),
                 "mlflow_run_id": self.run_id(),
+                # a population's members train with their own lr and gamma: resume needs the job's config
+                **({"job_config": mask_secrets(trainer.cfg.to_yaml())} if trainer.cfg.pbt else {}),
             },
         )
         return True

@@ -28,7 +28,8 @@ from abe.agent.update import a2c_update
 from abe.core.result import OBJECTIVE, TrainResult
 from abe.core.schema import Config
 from abe.envs.vector import eval_backend, make_vector_env
-from abe.training.callbacks import Callback, LrDecay, ProgressBar
+from abe.training.callbacks import Callback, LrDecay, ProgressBar, Schedule
+from abe.training.pbt import PopulationBasedTraining
 from abe.training.seeding import seed_everything, set_rng_state
 from abe.training.trainer import Member, Trainer, TrainingState
 
@@ -42,25 +43,26 @@ class TrainingDiverged(FloatingPointError):
 def train(cfg: Config, run_dir: Path, callbacks: Sequence[Callback] = (), resume: dict | None = None) -> TrainResult:
     """Train one agent as `cfg` says (`cfg.seed`, one seed), or continue the checkpoint
     `resume` exactly where it stopped."""
-    return train_seeds(cfg, [cfg.seed], [run_dir], callbacks, [resume])[0]
+    return train_seeds(cfg, [cfg], [run_dir], callbacks, [resume])[0]
 
 
 def train_seeds(
     cfg: Config,
-    seeds: Sequence[int],
+    configs: Sequence[Config],
     run_dirs: Sequence[Path],
     callbacks: Sequence[Callback] = (),
     resumes: Sequence[dict | None] | None = None,
 ) -> list[TrainResult]:
-    """Train one agent per seed at once, each exactly as it would train alone, each into
-    its own run dir; `resumes` continues members from their checkpoints. `callbacks` run
-    after every update and evaluation (abe.training.callbacks)."""
+    """Train one agent per member config (its seed, lr, gamma: abe.training.pbt.member_configs)
+    at once, each exactly as it would train alone (until PBT copies another into it), each
+    into its own run dir; `resumes` continues members from their checkpoints. `cfg` is the
+    job's. `callbacks` run after every update and evaluation (abe.training.callbacks)."""
     torch.set_num_threads(cfg.trainer.torch_threads)
-    resumes = list(resumes or [None] * len(seeds))
+    resumes = list(resumes or [None] * len(configs))
     with contextlib.ExitStack() as closing:
         members = [
-            build_member(cfg.with_seed(seed), run_dir, resume, closing)
-            for seed, run_dir, resume in zip(seeds, run_dirs, resumes, strict=True)
+            build_member(member_cfg, run_dir, resume, closing)
+            for member_cfg, run_dir, resume in zip(configs, run_dirs, resumes, strict=True)
         ]
         log.info(
             "%s: actor and critic\n%s",
@@ -68,8 +70,20 @@ def train_seeds(
             summary_table({"actor": members[0].agent.actor, "critic": members[0].agent.critic}),
         )
         trainer = Trainer(cfg, members)
-        own = [LrDecay()] if cfg.algo.lr_decay else []
-        return _loop(trainer, [*own, ProgressBar(), *callbacks])
+        return _loop(trainer, [*own_callbacks(cfg), ProgressBar(), *callbacks])
+
+
+def own_callbacks(cfg: Config) -> list[Callback]:
+    """What the config asks of training itself: who sets each member's lr and gamma
+    (PBT or a replayed schedule), then lr decay, which scales that lr."""
+    own: list[Callback] = []
+    if cfg.pbt is not None:
+        own.append(PopulationBasedTraining(cfg))
+    if cfg.schedule:
+        own.append(Schedule(cfg.schedule))
+    if cfg.algo.lr_decay:
+        own.append(LrDecay())
+    return own
 
 
 def build_member(cfg: Config, run_dir: Path, resume: dict | None, closing: contextlib.ExitStack) -> Member:
@@ -99,6 +113,8 @@ def _restore(checkpoint: dict, agent: Agent, rollout: Rollout, generator: torch.
             "so the resumed run will not match an uninterrupted one exactly"
         )
     state = TrainingState(**checkpoint["progress"])
+    if state.schedule:  # the optimizer's state brought back its lr; gamma is the algorithm's attribute
+        agent.algorithm.gamma = state.schedule[-1][2]
     log.info("resuming at %s env steps", f"{state.env_steps:,}")
     return state
 
@@ -117,6 +133,7 @@ def _loop(trainer: Trainer, callbacks: list[Callback]) -> list[TrainResult]:
                 member.state.env_steps += trainer.steps_per_update
                 member.state.updates += 1
                 member.state.episode_returns += episode_returns
+                member.state.episodes += len(episode_returns)
             for callback in callbacks:
                 callback.on_update(trainer)
             for member, member_losses in zip(members, losses, strict=True):
@@ -152,6 +169,8 @@ def _result(trainer: Trainer, member: Member, wall_time: float) -> TrainResult:
         checkpoint=member.checkpoint_path,
         evaluations=state.evaluations,
         stopped_early=trainer.stopped_early,
+        schedule=state.schedule,
+        lineage=state.lineage,
     )
 
 

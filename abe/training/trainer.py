@@ -32,6 +32,12 @@ class TrainingState:
     wall_time_s: float = 0.0  # spent before this process (resumed runs)
     episode_returns: list[float] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
+    episodes: int = 0  # finished training episodes
+    # lr and gamma changed during training (a schedule, PBT): [env_steps, lr, gamma] from then on
+    schedule: list[list] = field(default_factory=list)
+    lineage: list[dict] = field(default_factory=list)  # PBT: whom this member copied, when
+    pbt_round: int = 0  # PBT: the last exploit-and-explore round held
+    pbt_mark: int = 0  # PBT: `episodes` at that round
 
     def to_dict(self) -> dict:
         return {**asdict(self), "episode_returns": self.episode_returns[-100:]}
@@ -54,6 +60,22 @@ class Member:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    @property
+    def lr(self) -> float:
+        """The lr this member trains with now (before lr decay scales it)."""
+        return self.state.schedule[-1][1] if self.state.schedule else self.cfg.lr
+
+    @property
+    def gamma(self) -> float:
+        return self.agent.algorithm.gamma
+
+    def set_hparams(self, lr: float, gamma: float) -> None:
+        """From the next update on, train with `lr` and `gamma`; recorded in the schedule."""
+        for group in self.agent.optimizer.param_groups:
+            group["lr"] = lr
+        self.agent.algorithm.gamma = gamma
+        self.state.schedule.append([self.state.env_steps, lr, gamma])
+
     def evaluate(self, losses: dict[str, float], elapsed: float) -> dict:
         """Evaluation episodes with the mean action; the record of this evaluation."""
         state = self.state
@@ -65,6 +87,7 @@ class Member:
             "eval/return_std": float(returns.std()),
             "perf/fps": state.env_steps / elapsed,
             "train/lr": self.agent.optimizer.param_groups[0]["lr"],
+            "train/gamma": self.gamma,
             **losses,
         }
         if state.episode_returns:

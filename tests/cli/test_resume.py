@@ -161,10 +161,12 @@ def test_a_k_seed_job_stopped_midway_resumes_every_seed_to_the_same_returns(make
     cfg = make_cfg(
         "env=pendulum", "n_seeds=2", "seed=3", "logger=none", f"algo.return_std_from={return_std_from}", *RUN[1:]
     )
-    whole = train_seeds(cfg, [3, 4], [tmp_path / "whole" / "seed_3", tmp_path / "whole" / "seed_4"])
+    whole = train_seeds(
+        cfg, [cfg.with_seed(s) for s in (3, 4)], [tmp_path / "whole" / "seed_3", tmp_path / "whole" / "seed_4"]
+    )
     job = tmp_path / "job"
     cut = [Checkpointer(member=0), Checkpointer(member=1), StopAtFirstEvaluation()]
-    train_seeds(cfg, [3, 4], [job / "seed_3", job / "seed_4"], cut)
+    train_seeds(cfg, [cfg.with_seed(s) for s in (3, 4)], [job / "seed_3", job / "seed_4"], cut)
     assert read_checkpoint(job / "seed_4" / "checkpoints" / "last.pt")["env_steps"] == 1024
     proc = run_module("resume", str(job))
     assert proc.returncode == 0, proc.stderr[-2000:]

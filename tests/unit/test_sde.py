@@ -68,6 +68,6 @@ def test_an_sde_seed_repeats_itself_and_trains_the_same_beside_other_seeds(make_
         return [e[OBJECTIVE] for e in result.evaluations]
 
     alone = train(cfg.with_seed(4), tmp_path / "alone")
-    together = train_seeds(cfg, [3, 4], [tmp_path / "t3", tmp_path / "t4"])
+    together = train_seeds(cfg, [cfg.with_seed(s) for s in (3, 4)], [tmp_path / "t3", tmp_path / "t4"])
     assert returns(together[1]) == returns(alone) and len(returns(alone)) == 2  # float for float
     assert returns(together[0]) != returns(together[1])

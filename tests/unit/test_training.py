@@ -135,11 +135,13 @@ def test_a_seed_trains_the_same_whichever_seeds_train_beside_it(make_cfg, tmp_pa
     def returns(result):
         return [e[OBJECTIVE] for e in result.evaluations]
 
-    together = train_seeds(cfg, [3, 4, 5], [tmp_path / f"t{s}" for s in (3, 4, 5)], [Checkpointer(member=1)])
+    together = train_seeds(
+        cfg, [cfg.with_seed(s) for s in (3, 4, 5)], [tmp_path / f"t{s}" for s in (3, 4, 5)], [Checkpointer(member=1)]
+    )
     alone = train(cfg.with_seed(4), tmp_path / "alone")
     assert returns(together[1]) == returns(alone) and len(returns(alone)) == 2
     assert returns(together[0]) != returns(together[1]) != returns(together[2])
-    again = train_seeds(cfg, [3, 4, 5], [tmp_path / f"a{s}" for s in (3, 4, 5)])
+    again = train_seeds(cfg, [cfg.with_seed(s) for s in (3, 4, 5)], [tmp_path / f"a{s}" for s in (3, 4, 5)])
     assert [returns(r) for r in again] == [returns(r) for r in together]  # the same job repeats itself exactly
     checkpoint = torch.load(tmp_path / "t4" / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["env_steps"] == 1024 and yaml_seed(checkpoint) == 4  # each seed its own checkpoint
@@ -163,5 +165,5 @@ class Records(Callback):
 def test_callbacks_see_one_record_per_seed_at_every_evaluation(make_cfg, tmp_path):
     cfg = make_cfg("env=pendulum", *TINY, "trainer.total_steps=512", "trainer.eval_every=256")
     seen = Records()
-    train_seeds(cfg, [0, 1], [tmp_path / "a", tmp_path / "b"], [seen])
+    train_seeds(cfg, [cfg.with_seed(s) for s in (0, 1)], [tmp_path / "a", tmp_path / "b"], [seen])
     assert seen.seen == [[256, 256], [512, 512]]
