@@ -19,7 +19,8 @@ SPACE = "{lr: {low: 1e-4, high: 3e-3, log: true}, gamma: {choices: [0.9, 0.95, 0
 
 
 def pbt(interval=1024, quantile=0.34, resample=0.25):
-    return f"pbt={{interval: {interval}, quantile: {quantile}, resample: {resample}, perturb: [0.8, 1.25], space: {SPACE}}}"
+    options = f"interval: {interval}, quantile: {quantile}, resample: {resample}, perturb: [0.8, 1.25]"
+    return f"pbt={{{options}, space: {SPACE}}}"
 
 
 POPULATION = [
@@ -145,7 +146,7 @@ def test_a_schedule_sets_lr_and_gamma_from_its_env_steps_on(make_cfg, tmp_path):
     result = train(cfg, tmp_path)
     seen = [(e["env_steps"], e["train/lr"], e["train/gamma"]) for e in result.evaluations]
     assert seen == [(256, 1e-3, 0.9), (512, 5e-4, 0.95), (768, 2e-4, 0.99), (1024, 2e-4, 0.99)]
-    assert result.schedule == [[416, 5e-4, 0.95], [704, 2e-4, 0.99]]  # after the first update at or past each (32 steps)
+    assert result.schedule == [[416, 5e-4, 0.95], [704, 2e-4, 0.99]]  # the first update at or past each
 
 
 @pytest.mark.parametrize(
