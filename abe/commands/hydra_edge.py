@@ -202,6 +202,17 @@ def _check_sweeper(overrides: list[str], composed: DictConfig, joins_study: bool
             return
         searched = searched_keys(overrides, sweeper.params)
         check_study(sweeper.storage, sweeper.study_name, study_settings(composed, searched))
+    elif sweeper.get("_target_") == "abe.sweeps.pbt_sweeper.AbePbtSweeper":
+        from abe.sweeps.population import check_population, pbt_section
+        from abe.sweeps.search_space import SearchSpace
+
+        params = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
+        space = SearchSpace.parse([*params, *overrides])
+        trainer = composed.trainer
+        check_population(
+            sweeper.population, sweeper.confirm_seeds, sweeper.interval, trainer.total_steps, trainer.num_envs
+        )
+        pbt_section(sweeper.interval, sweeper.quantile, sweeper.resample, list(sweeper.perturb), space)
 
 
 def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | None:

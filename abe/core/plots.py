@@ -104,3 +104,34 @@ def confirmation_plot(rows: list[dict], path: Path) -> Path:
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def population_plot(members: list[dict], best_seed: int, env_id: str, path: Path) -> Path:
+    """A PBT population: each member's schedule of lr and gamma (the one behind its final
+    weights, inherited through its copies) as steps, and its eval returns; the best bold."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.0), dpi=100)
+    for member in members:
+        best = member["seed"] == best_seed
+        style = {
+            "linewidth": 2.5 if best else 1,
+            "alpha": 1 if best else 0.5,
+            "color": "black" if best else None,
+            "label": f"seed {member['seed']}" + (" (best)" if best else ""),
+        }
+        steps = [point[0] for point in member["schedule"]] + [member["env_steps"]]
+        for ax, column in zip(axes[:2], (1, 2), strict=True):
+            values = [point[column] for point in member["schedule"]]
+            ax.step(steps, [*values, values[-1]], where="post", **style)
+        evaluations = member["evaluations"]
+        axes[2].plot([e["env_steps"] for e in evaluations], [e["eval/return_mean"] for e in evaluations], **style)
+    for ax, label in zip(axes, ("lr (before lr decay)", "gamma", "eval return (mean action)"), strict=True):
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[2].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{env_id}: population-based training, {len(members)} members (schedules behind the final weights)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

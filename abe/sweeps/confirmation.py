@@ -101,8 +101,9 @@ def write_confirmation(rows: list[dict], sweep_dir: Path) -> None:
     for rank, row in enumerate(rows, 1):
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
         shown = " / ".join(f"{r:.0f}" for r in row["returns"])
+        label = row.get("label", f"#{row['trial']}")  # a PBT replay names its member
         lines.append(
-            f"| {rank} | #{row['trial']} | {params} | {row['tuning_value']:.1f} | {shown} | {row['mean']:.1f} "
+            f"| {rank} | {label} | {params} | {row['tuning_value']:.1f} | {shown} | {row['mean']:.1f} "
             f"| {row['iqm']:.1f} | [{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}] |"
         )
     (sweep_dir / "confirmation.md").write_text("\n".join(lines) + "\n")

@@ -134,10 +134,11 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> str | None:
         if key in best.data.params:
             client.log_param(parent, f"best.{key}", best.data.params[key])
     points = [(float(c.data.params["lr"]), float(c.data.params["gamma"]), _value(c)) for c in finished]
-    plot = sweep_plot(points, sweep_dir / "sweep_objective.png")
-    client.log_artifact(parent, str(plot))
-    # what the Optuna sweeper wrote: its plots, best params, the re-train command
+    if len(points) > 1:  # a PBT sweep has one job: its members' plot is pbt_population.png
+        client.log_artifact(parent, str(sweep_plot(points, sweep_dir / "sweep_objective.png")))
+    # what the sweeper wrote: its plots, best params, the re-train command
     written = ["optimization_results.yaml", "best_command.txt", "confirmation.md", "confirmation.png"]
+    written.append("pbt_population.png")
     for name in [*sorted(p.name for p in sweep_dir.glob("optuna_*.png")), *written]:
         if (sweep_dir / name).exists():
             client.log_artifact(parent, str(sweep_dir / name))
@@ -156,8 +157,9 @@ def _confirmed_best(runs: list, sweep_dir: Path) -> tuple | None:
     if not rows or not winner:
         return None
     row = rows[0]
+    label = row.get("label", f"trial #{row['trial']}")
     what = (
-        f"the confirmed best: trial #{row['trial']}, mean over held-out seeds {row['seeds'][0]}-{row['seeds'][-1]}; "
+        f"the confirmed best: {label}, mean over held-out seeds {row['seeds'][0]}-{row['seeds'][-1]}; "
         "best_command.txt re-trains it"
     )
     return winner[0], OBJECTIVE, float(row["mean"]), what

@@ -1,0 +1,217 @@
+"""A population-based training sweep (abe.sweeps.pbt_sweeper.AbePbtSweeper runs it).
+
+One job trains the whole population in one process: its `population` seeds are the
+members, and its `pbt` section says how they exploit and explore (abe.training.pbt).
+Then the best member's schedule (its lr and gamma over env steps, inherited through
+the copies behind its weights) is re-trained from scratch on held-out seeds, the way
+an Optuna sweep confirms its picks, and `best_command.txt` re-trains it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from pathlib import Path
+
+import yaml
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from abe.core import stats
+from abe.core.errors import ConfigError
+from abe.core.result import CONFIRMATION_TAG, OBJECTIVE
+from abe.core.schema import PBT_KEYS, PbtConfig
+from abe.sweeps.confirmation import check_confirmation, held_out_seeds, read_returns, write_confirmation
+from abe.sweeps.search_space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def pbt_space(space: SearchSpace) -> dict:
+    """The job's `pbt.space` from the sweep's search space (lr and gamma only)."""
+    other = [key for key in space.distributions if key not in PBT_KEYS]
+    if other:
+        raise ConfigError(
+            f"hydra.sweeper.params: PBT changes lr and gamma during training, not {other[0]}; allowed: lr, gamma "
+            f"(give {other[0]} one value)"
+        )
+    if not space.distributions:
+        raise ConfigError(
+            "hydra.sweeper.params: nothing to search; allowed: lr and/or gamma, e.g. gamma='choice(0.99,0.995)'"
+        )
+    entries = {}
+    for key, d in space.distributions.items():
+        if isinstance(d, FloatDistribution) and d.step is None:
+            entries[key] = {"low": d.low, "high": d.high, "log": d.log}
+        elif isinstance(d, CategoricalDistribution) and all(isinstance(c, int | float) for c in d.choices):
+            entries[key] = {"choices": [float(c) for c in d.choices]}
+        else:
+            raise ConfigError(
+                f"hydra.sweeper.params.{key}: PBT draws from interval(low, high) (tag(log, ...) for a log scale) "
+                "or choice(...) of numbers"
+            )
+    return entries
+
+
+def pbt_section(interval, quantile, resample, perturb, space: SearchSpace) -> dict:
+    """The job's `pbt` section, checked as the job will check it (names: hydra.sweeper.*)."""
+    section = {"interval": interval, "quantile": quantile, "resample": resample, "perturb": list(perturb)}
+    PbtConfig.from_dict({**section, "space": {"lr": {"choices": [1.0]}}}, "hydra.sweeper.")
+    return {**section, "space": pbt_space(space)}
+
+
+def check_population(population, confirm_seeds, interval, total_steps: int, num_envs: int) -> None:
+    if not (isinstance(population, int) and not isinstance(population, bool) and population >= 2):
+        raise ConfigError(f"hydra.sweeper.population: got {population!r}; allowed: an integer >= 2")
+    if isinstance(interval, int) and interval >= total_steps:
+        raise ConfigError(
+            f"hydra.sweeper.interval: got {interval:,}; allowed: fewer env steps than trainer.total_steps "
+            f"({total_steps:,}), or no member would ever be copied"
+        )
+    if not (isinstance(confirm_seeds, int) and confirm_seeds >= 0):
+        raise ConfigError(
+            f"hydra.sweeper.confirm_seeds: got {confirm_seeds!r}; allowed: an integer >= 0 (0: no replay)"
+        )
+    check_confirmation(1, max(confirm_seeds, 1), population, num_envs)
+
+
+def hydra_value(value) -> str:
+    """A plain value in Hydra's override grammar."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
+
+
+def read_members(job_dir: Path) -> list[dict]:
+    """Each member's result.json, in seed order."""
+    paths = sorted(job_dir.glob("seed_*/result.json"), key=lambda p: int(p.parent.name[5:]))
+    return [json.loads(path.read_text()) for path in paths]
+
+
+class PopulationSweep:
+    def __init__(self, population, interval, quantile, resample, perturb, confirm_seeds, params) -> None:
+        self.population, self.confirm_seeds, self.params = population, confirm_seeds, params
+        self.options = (interval, quantile, resample, perturb)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
+    def sweep(self, arguments: list[str]) -> None:
+        space = SearchSpace.parse([*(f"{k}={v}" for k, v in (self.params or {}).items()), *arguments])
+        trainer = self.config.trainer
+        check_population(self.population, self.confirm_seeds, self.options[0], trainer.total_steps, trainer.num_envs)
+        section = pbt_section(*self.options, space)
+        fixed = [*(f"{k}={v}" for k, v in space.fixed.items()), *space.deletions]
+        log.info(
+            "PBT: %d members of %s, lr and gamma from %s; a round every %s env steps",
+            self.population, self.config.env.id, ", ".join(section["space"]), f"{section['interval']:,}",
+        )  # fmt: skip
+        overrides = [*fixed, f"n_seeds={self.population}", f"pbt={hydra_value(section)}"]
+        (job,) = self.launcher.launch([overrides], initial_job_idx=0)
+        _ = job.return_value  # raises what the job raised
+        members = read_members(Path(job.hydra_cfg.hydra.runtime.output_dir))
+        best = max(members, key=lambda m: m[OBJECTIVE])
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        results = {
+            "name": "pbt",
+            "population": self.population,
+            "best_member": describe(best, full=True),
+            "members": [describe(m) for m in members],
+            "env_steps": sum(m["env_steps"] for m in members),
+        }
+        write_results(results, sweep_dir)
+        from abe.core.plots import population_plot
+
+        population_plot(members, best["seed"], self.config.env.id, sweep_dir / "pbt_population.png")
+        log.info("best member: seed %d, final eval return %.1f", best["seed"], best[OBJECTIVE])
+        replay = self._replay(best, fixed) if self.confirm_seeds else None
+        command = shlex.join(
+            ["python", "run.py", *self._without(fixed, ("hparams_search", "n_seeds")), *replay_overrides(best)]
+        )
+        (sweep_dir / "best_command.txt").write_text(command + "\n")
+        what = "the best member's schedule, replayed from scratch"
+        results = {**results, "best_command": {"trains": what, "command": command}}
+        if replay is not None:
+            write_confirmation([replay], sweep_dir)
+            results["confirmation"] = [replay]
+        write_results(results, sweep_dir)
+        log.info("re-train %s:\n  %s", what, command)
+
+    @staticmethod
+    def _without(fixed: list[str], drop: tuple[str, ...]) -> list[str]:
+        """The command line's overrides less those of the keys `drop`."""
+        return [o for o in fixed if o.split("=")[0].lstrip("+~") not in drop]
+
+    def _replay(self, best: dict, fixed: list[str]) -> dict | None:
+        """The best member's schedule trained from scratch on held-out seeds: one K-seed job."""
+        seeds = held_out_seeds(int(self.config.seed), self.confirm_seeds)
+        log.info("replaying the best member's schedule on held-out seeds %d-%d", seeds[0], seeds[-1])
+        overrides = [
+            *self._without(fixed, ("n_seeds", "seed")),  # the sweeper's options still apply: keep hparams_search
+            *replay_overrides(best),
+            f"seed={seeds[0]}",
+            f"n_seeds={len(seeds)}",
+            f"++logger.tags.{CONFIRMATION_TAG}=1",
+        ]
+        (job,) = self.launcher.launch([overrides], initial_job_idx=1)
+        try:
+            _ = job.return_value
+        except Exception as ex:
+            log.warning("the replay on held-out seeds failed: %s", ex)
+            return None
+        returns = read_returns(Path(job.hydra_cfg.hydra.runtime.output_dir))
+        start = best["schedule"][0]
+        low, high = stats.interval(returns)
+        row = {
+            "trial": best["seed"],
+            "label": f"member seed {best['seed']}",
+            "params": {"lr": start[1], "gamma": start[2], "changes": len(best["schedule"]) - 1},
+            "tuning_value": float(best[OBJECTIVE]),
+            "seeds": seeds,
+            "returns": [round(r, 3) for r in returns],
+            "mean": round(stats.mean(returns), 3),
+            "iqm": round(stats.iqm(returns), 3),
+            "ci95": [round(low, 3), round(high, 3)],
+        }
+        log.info(
+            "held-out: the best member's schedule: mean %.1f, IQM %.1f, 95%% interval [%.1f, %.1f] (its own %.1f)",
+            row["mean"], row["iqm"], low, high, row["tuning_value"],
+        )  # fmt: skip
+        return row
+
+
+def replay_overrides(member: dict) -> list[str]:
+    """The overrides that train a member's schedule from scratch: its starting lr and gamma,
+    then each change at its env step."""
+    (_, lr, gamma), *changes = member["schedule"]
+    return [f"lr={lr!r}", f"gamma={gamma!r}", f"schedule={hydra_value(changes)}"]
+
+
+def describe(member: dict, full: bool = False) -> dict:
+    """A member in optimization_results.yaml; `start` is where its weights' schedule began
+    (another member's, once it copied)."""
+    _, lr, gamma = member["schedule"][0]
+    entry = {
+        "seed": member["seed"],
+        "final_eval_return": member[OBJECTIVE],
+        "start": {"lr": lr, "gamma": gamma},
+        "copies": len(member["lineage"]),
+    }
+    if full:
+        entry["schedule"], entry["lineage"] = member["schedule"], member["lineage"]
+    return entry
+
+
+def write_results(results: dict, sweep_dir: Path) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "optimization_results.yaml").write_text(yaml.safe_dump(results, sort_keys=False))
