@@ -380,15 +380,19 @@ def key_reference(config: dict) -> str:
     what is allowed and what it sets, from the rules above (docs/configuration.md shows it)."""
     rows = ["| key | `python run.py` uses | allowed | what it sets |", "| --- | --- | --- | --- |"]
 
-    def add(section: type[Section], values: dict, prefix: str) -> None:
+    def add(section: type[Section], values: dict | None, prefix: str) -> None:
         for spec in dataclasses.fields(section):
             if "check" not in spec.metadata:
                 continue
-            key, value = f"{prefix}{spec.name}", values.get(spec.name)
+            key = f"{prefix}{spec.name}"
+            if values is None:  # an optional section the config leaves null
+                rows.append(f"| `{key}` | (its sweeper's) | {spec.metadata['allowed']} | {spec.metadata['doc']} |")
+                continue
+            value = values.get(spec.name)
             nested = SECTIONS.get(spec.name) if section is Config else None
             if nested is not None and spec.name in OPTIONAL_SECTIONS and value is None:
                 rows.append(f"| `{key}` | `null` | null or its keys below | {spec.metadata['doc']} |")
-                add(nested, {}, f"{key}.")
+                add(nested, None, f"{key}.")
                 continue
             if nested is not None:
                 add(nested, value or {}, f"{key}.")
