@@ -70,6 +70,7 @@ def test_the_load_a_policy_snippet_works_from_the_repo_root(tracked_run, tmp_pat
 # trial per search (the commands themselves stay as the README prints them).
 SMALL = [*TINY]
 SMALL_SEARCH = ["hydra.sweeper.n_trials=1", "hydra.sweeper.confirm_top=0"]
+SMALL_POPULATION = ["hydra.sweeper.population=2", "hydra.sweeper.interval=128", "hydra.sweeper.confirm_seeds=0"]
 
 
 def readme_commands(start: str = "python run.py") -> list[str]:
@@ -89,7 +90,7 @@ ELSEWHERE = ("outputs/runs/20", "hydra/launcher=ray", "hydra/launcher=slurm")
 def _readme_run_commands() -> list[str]:
     """The README's commands as this test runs them: once each, counting two that differ only
     in keys the test sets itself (a sweep's n_trials, a budget) as one."""
-    own = {extra.split("=")[0] for extra in SMALL + SMALL_SEARCH}
+    own = {extra.split("=")[0] for extra in SMALL + SMALL_SEARCH + SMALL_POPULATION}
     runs = {}
     for command in readme_commands():
         if any(mark in command for mark in ELSEWHERE):
@@ -101,6 +102,7 @@ def _readme_run_commands() -> list[str]:
 @pytest.mark.parametrize("command", _readme_run_commands())
 def test_each_readme_run_command_runs(command, tmp_path):
     argv = shlex.split(command.removeprefix("python run.py "))
-    extra = SMALL + (SMALL_SEARCH if any(a.startswith("hparams_search=") for a in argv) else [])
+    search = next((a for a in argv if a.startswith("hparams_search=")), None)
+    extra = SMALL + {None: [], "hparams_search=pbt": SMALL_POPULATION}.get(search, SMALL_SEARCH)
     proc = run_cli(*argv, *extra, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

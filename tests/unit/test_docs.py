@@ -42,6 +42,12 @@ def test_the_sweeper_options_table_is_the_sweepers():
     _generated_block(PROJECT_ROOT / "docs" / "sweeps.md", "sweeper options", options_reference())
 
 
+def test_the_pbt_options_table_is_the_pbt_sweepers():
+    from abe.sweeps.pbt_sweeper import options_reference
+
+    _generated_block(PROJECT_ROOT / "docs" / "sweeps.md", "pbt options", options_reference())
+
+
 def test_the_returns_table_has_one_source():
     table = (PROJECT_ROOT / "bench" / "results" / "returns.md").read_text()  # bench/returns.py writes it
     for path in (README, *(PROJECT_ROOT / "docs" / name for name in ("environments.md", "benchmarks.md"))):
