@@ -152,16 +152,31 @@ class Job:
             error = f"{type(ex).__name__}: {ex}"
             raise
         finally:
-            for tracker, result, run_dir in zip(self.trackers, self.finished, self.run_dirs, strict=True):
-                tracker.finish(result, run_dir, status, error)
-            if self.job_tracker is not None:
-                self.job_tracker.finish(self.job_result, self.run_dir, status, error)
+            unwritten = self._end_tracking(status, error)
+        if unwritten is not None:  # the run's journal could not be written: its run ended FAILED
+            print(f"error: {unwritten}", file=sys.stderr)
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise unwritten
+            raise SystemExit(EXIT_TRAINING_FAILED)
         for result, run_dir in zip(results, self.run_dirs, strict=True):
             log.info(summary(result, run_dir, self.cfg))
         if self.job_result is None:
             return results[0].eval_return_mean
         log.info(job_summary(self.job_result, self.run_dir, self.cfg))
         return self.job_result.objective
+
+    def _end_tracking(self, status: str, error: str | None) -> WriteFailed | None:
+        """End every tracked run with `status`; the first file a tracker could not write."""
+        unwritten = None
+        ends = [*zip(self.trackers, self.finished, self.run_dirs, strict=True)]
+        if self.job_tracker is not None:
+            ends.append((self.job_tracker, self.job_result, self.run_dir))
+        for tracker, result, run_dir in ends:
+            try:
+                tracker.finish(result, run_dir, status, error)
+            except WriteFailed as ex:
+                unwritten = unwritten or ex
+        return unwritten
 
     def _tracking(self) -> list[Callback]:
         """Each seed's metrics, checkpoint and model to its own run; the statistics to the job's."""

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from abe import PROJECT_ROOT
 from abe.core.errors import ConfigError, first_line
+from abe.core.files import WriteFailed
 from abe.core.result import JobResult, TrainResult
 from abe.core.schema import Config
 from abe.core.secrets import mask_secrets
@@ -195,7 +196,7 @@ class BackgroundTracker:
         self._helper = _take_helper()
         self._conn = self._helper.conn
         self._run_id: str | None = None
-        self._start_error: str | None = None
+        self._start_error: Exception | None = None
         command = user_command(overrides)
         start = (cfg.to_dict(), str(run_dir), overrides, parent_run_id, resume_run_id, device, command)
         _send(self._conn, ("start", start))
@@ -205,12 +206,12 @@ class BackgroundTracker:
     @property
     def run_id(self) -> str:
         if self._start_error is not None:
-            raise ConfigError(self._start_error)
+            raise self._start_error
         if self._run_id is None:
             try:
                 self._run_id = self._reply("started")
-            except ConfigError as ex:  # the store refused the run: there is none to end
-                self._start_error = str(ex)
+            except (ConfigError, WriteFailed) as ex:  # the store refused the run, or its journal: none to end
+                self._start_error = ex
                 raise
         return self._run_id
 
@@ -221,6 +222,8 @@ class BackgroundTracker:
             raise ConfigError("logger: the MLflow helper process ended unexpectedly") from None
         if kind == "error":
             raise ConfigError(value)
+        if kind == "failed":  # a file of the run could not be written: the path and the reason
+            raise WriteFailed(value)
         assert kind in expected if isinstance(expected, tuple) else kind == expected, (kind, expected)
         return value
 
@@ -318,8 +321,12 @@ def serve(conn: Connection) -> None:
     except (EOFError, OSError):  # the training process ended before its run started
         return
     container, run_dir, overrides, parent, resume, device, *command = start  # older journals: no command
-    journal = Journal(Path(run_dir))
-    journal.append("start", start)
+    try:
+        journal = Journal(Path(run_dir))
+        journal.append("start", start)
+    except WriteFailed as ex:  # before the run exists: the training process reports it
+        _send(conn, ("failed", str(ex)))
+        return
     try:
         cfg = Config.from_dict(container)
         tracker = MlflowTracker(
@@ -340,21 +347,22 @@ class _Session:
 
     def __init__(self, conn: Connection, tracker, journal: Journal, run_dir: Path):
         self.conn, self.tracker, self.journal, self.run_dir = conn, tracker, journal, run_dir
-        self.failure: str | None = None
+        self.failure: str | None = None  # an MLflow call failed
+        self.write_failure: str | None = None  # the journal could not be written
         self.offline = False
 
     def run(self) -> None:
         try:
             while True:
                 kind, args = _recv(self.conn)
-                self.journal.append(kind, args)
+                self._keep(kind, args)
                 if kind == "finish":
                     return self._finish(args)
                 self._apply(kind, args)
         except (EOFError, OSError):  # the training process ended without finishing the run
             # (OSError: a broken pipe, when it died before the run had even started)
             reason = "the training process ended without reporting (killed?)"
-            self.journal.append("finish", (None, self.run_dir, "KILLED", reason))
+            self._keep("finish", (None, self.run_dir, "KILLED", reason))
             self._apply("set_tags", ({"error": reason},))
             if self.offline:  # sync ends it KILLED later
                 self.journal.close()
@@ -362,6 +370,14 @@ class _Session:
             with contextlib.suppress(Exception):
                 self.tracker.mlflow.end_run(status="KILLED")
             self.journal.discard()
+
+    def _keep(self, kind: str, args) -> None:
+        """The message into the journal; a journal that cannot be written fails the run at
+        its end (FAILED, with the path and the reason), its messages still go to MLflow."""
+        try:
+            self.journal.append(kind, args)
+        except WriteFailed as ex:
+            self.write_failure = self.write_failure or str(ex)
 
     def _apply(self, kind: str, args) -> None:
         if self.offline or self.failure is not None:
@@ -385,6 +401,8 @@ class _Session:
 
     def _finish(self, args) -> None:
         result, run_dir, status, error = args
+        if self.write_failure is not None and not self.offline:  # MLflow has it all, the journal not
+            status, error = "FAILED", error or self.write_failure
         if self.failure is not None:  # an MLflow call failed: the artifacts still go, the run ends FAILED
             status, error = "FAILED", self.failure
         if not self.offline:
@@ -400,6 +418,9 @@ class _Session:
             with contextlib.suppress(Exception):
                 self.tracker.mlflow.end_run(status="FAILED")
             reply = ("error", self.failure)
+        elif self.write_failure is not None:
+            self.journal.discard()
+            reply = ("failed", self.write_failure)
         else:
             self.journal.discard()
             reply = ("finished", None)

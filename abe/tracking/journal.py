@@ -13,10 +13,13 @@ Every wait on the server is bounded (`HTTP_BOUNDS`): a call gives up after about
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
 from pathlib import Path
+
+from abe.core.files import WriteFailed, reason
 
 JOURNAL_DIR = ".tracking"
 JOURNAL = "journal.pkl"
@@ -41,19 +44,34 @@ def journal_path(run_dir: Path) -> Path:
 
 
 class Journal:
-    """Append-only: one pickled (kind, args) message after another, flushed each time."""
+    """Append-only: one pickled (kind, args) message after another, flushed each time.
+    A journal that cannot be written (no space, no permission) raises WriteFailed, naming
+    its path, once; it then keeps nothing more (the run itself goes on to MLflow)."""
 
     def __init__(self, run_dir: Path):
         self.path = journal_path(run_dir)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("wb")
+        self._file = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("wb")
+        except OSError as ex:
+            raise WriteFailed(f"cannot write {self.path}: {reason(ex)}") from None
 
     def append(self, kind: str, args) -> None:
-        pickle.dump((kind, args), self._file)
-        self._file.flush()
+        if self._file is None:
+            return
+        try:
+            pickle.dump((kind, args), self._file)
+            self._file.flush()
+        except OSError as ex:
+            self.close()
+            raise WriteFailed(f"cannot write {self.path}: {reason(ex)}") from None
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # a full disk fails the last flush too
+                self._file.close()
+            self._file = None
 
     def discard(self) -> None:
         """The run is complete in the store: nothing is left to keep."""
@@ -63,6 +81,8 @@ class Journal:
 
 def discard(path: Path) -> None:
     """Delete a journal (and its folder) whose run is complete in the store."""
+    with contextlib.suppress(OSError):
+        Path(path).unlink(missing_ok=True)
     shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 

@@ -336,6 +336,30 @@ def test_a_full_disk_under_the_sqlite_study_is_one_line_and_the_same_command_goe
     ]
 
 
+def test_a_tracking_journal_that_fills_its_disk_fails_the_run_with_its_path_and_mlflow_keeps_all(tmp_path, small_disk):
+    # The run dir has room; its journal (.tracking/, MLflow's messages kept until the run is
+    # complete in the store) lives on a disk with room for its first messages only.
+    run_dir, store = tmp_path / "run", tmp_path / "store"
+    run_dir.mkdir()
+    (run_dir / ".tracking").symlink_to(small_disk)
+    fill(small_disk, leave=8 * 1024)
+    steps = ["trainer.total_steps=4096", "trainer.eval_every=256", "trainer.num_envs=2", "trainer.eval_episodes=1"]
+    proc = run_cli(
+        *PENDULUM[:1], *steps, "trainer.progress_bar=false", f"logger.store_dir={store}", f"hydra.run.dir={run_dir}",
+        env=NO_URI,
+    )  # fmt: skip
+    journal = run_dir / ".tracking" / "journal.pkl"
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == f"error: cannot write {journal}: No space left on device"
+    assert "Traceback" not in proc.stderr and not journal.exists()  # no half-written journal left
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["error"] == f"cannot write {journal}: No space left on device"
+    # training went on: every evaluation reached MLflow, and the run's own files are whole
+    assert len(client.get_metric_history(run.info.run_id, "eval/return_mean")) == 16
+    assert json.loads((run_dir / "result.json").read_text())["env_steps"] == 4096
+
+
 def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resume_finishes_once_there_is_room(tmp_path, small_disk):
     run_dir, store = small_disk / "run", tmp_path / "store"
     steps = ["trainer.total_steps=4096", "trainer.eval_every=2048", "trainer.num_envs=2", "trainer.eval_episodes=1"]
