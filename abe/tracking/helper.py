@@ -311,6 +311,19 @@ def _run_helper(fd: int) -> None:
         os._exit(code)
 
 
+def failure_line(kind: str, ex: Exception, run_dir: Path) -> str:
+    """What one failed MLflow call tells the user: the server's artifact store refusing
+    uploads (HTTP 5xx) gets a line of its own."""
+    text = first_line(ex)
+    if "error responses" in text and "/mlflow-artifacts/" in text:
+        server = text.removeprefix("API request to ").split("/api/", 1)[0]
+        return (
+            f"logger: the MLflow server {server} could not store the run's artifacts (it answers uploads with "
+            f"HTTP 5xx: is its --artifacts-destination writable, with space?); the run's files are in {run_dir}"
+        )
+    return f"logger: MLflow {kind} failed: {text}"
+
+
 def serve(conn: Connection) -> None:
     """One helper: run one tracker as the messages say, keeping each message in the
     run's journal until the run is complete in the store."""
@@ -396,8 +409,8 @@ class _Session:
                 "completes it in the store",
                 file=sys.stderr,
             )
-        else:  # keep training; report at the end, end the run FAILED
-            self.failure = mask_secrets(f"logger: MLflow {kind} failed: {first_line(ex)}")
+        else:  # keep training; report at the end, end the run FAILED (the first failure says why)
+            self.failure = self.failure or mask_secrets(failure_line(kind, ex, self.run_dir))
 
     def _finish(self, args) -> None:
         result, run_dir, status, error = args

@@ -113,6 +113,8 @@ def server_unreachable(ex: BaseException) -> bool:
     if isinstance(ex, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return True
     text = str(ex)
+    if "error responses" in text:  # urllib3 gave up on a server that answered, with errors (HTTP 5xx)
+        return False
     return "API request to" in text and any(
         s in text for s in ("Max retries exceeded", "Connection refused", "timed out", "ConnectionError")
     )

@@ -90,6 +90,30 @@ def test_a_tracking_server_killed_mid_run_loses_nothing_and_sync_completes_the_r
         server.kill()
 
 
+def test_a_server_whose_artifact_store_refuses_uploads_fails_the_run_in_one_line_not_offline(tmp_path):
+    # The server answers, with HTTP 500 on every upload: its artifacts destination is a file,
+    # not a folder. That is no lost server to wait out (journal, sync) but a failed run.
+    server = MlflowServer(tmp_path / "server")
+    server.folder.mkdir(parents=True)
+    (server.folder / "artifacts").write_text("not a folder")
+    server.start()
+    run_dir = tmp_path / "run"
+    try:
+        proc = run_cli(*TINY_SWEEP, *tracked_at(server.url, run_dir), "logger.log_model=true")
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        line = (
+            f"error: logger: the MLflow server {server.url} could not store the run's artifacts (it answers uploads "
+            f"with HTTP 5xx: is its --artifacts-destination writable, with space?); the run's files are in {run_dir}"
+        )
+        assert proc.stderr.strip().splitlines() == [line]
+        client = mlflow.MlflowClient(tracking_uri=server.url)
+        (run,) = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+        assert run.info.status == "FAILED" and run.data.tags["error"] == line.removeprefix("error: ")
+        assert (run_dir / "result.json").exists() and not (run_dir / ".tracking").exists()
+    finally:
+        server.kill()
+
+
 def test_sync_needs_a_target():
     proc = run_module("sync")
     assert proc.returncode == 2
