@@ -112,10 +112,10 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
             "one run would train with the default lr and gamma"
         )
     try:
-        overrides = _plain_overrides(args.overrides, args.multirun)
-        cfg = to_config(compose(overrides, config_dir, config_name))
-        if args.multirun:
-            _check_sweep(args.overrides, config_dir, config_name, joins_study=not args.cfg)
+        if args.multirun:  # one composition with the sweeper's settings gives the job's too
+            cfg = _check_sweep(args.overrides, config_dir, config_name, joins_study=not args.cfg)
+        else:
+            cfg = to_config(compose(_plain_overrides(args.overrides, False), config_dir, config_name))
         if not args.cfg:
             check_runtime(cfg)  # builds the env: after the checks that need only the config
     except ConfigError as ex:
@@ -130,18 +130,21 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
 MAX_CHECKED_SWEEP_VALUES = 200
 
 
-def _check_sweep(overrides: list[str], config_dir: Path, config_name: str, joins_study: bool = True) -> None:
+def _check_sweep(overrides: list[str], config_dir: Path, config_name: str, joins_study: bool = True) -> Config:
     """A sweep's values and its sweeper's options, on one composition of its fixed overrides;
-    whether the study it joins was made with the same settings, unless it only prints (--cfg)."""
+    whether the study it joins was made with the same settings, unless it only prints (--cfg).
+    Returns the config of the fixed overrides."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     composed = compose(fixed, config_dir, config_name, with_hydra=True)
+    cfg = to_config(OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"]))
     sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
     _check_sweep_values(parser, sweeps, fixed, composed.hydra.sweeper.get("params") or {}, config_dir, config_name)
     _check_sweeper(overrides, composed, joins_study)
+    return cfg
 
 
 def _check_sweep_values(parser, sweeps: list, fixed: list[str], params, config_dir: Path, config_name: str) -> None:
