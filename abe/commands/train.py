@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from abe.agent.agent import resolve_device
 from abe.commands.hydra_edge import check_runtime, fail, terminate_as_interrupt, to_config
 from abe.core import stats
-from abe.core.errors import ConfigError
+from abe.core.errors import ConfigError, TrainingDiverged
 from abe.core.files import WriteFailed
 from abe.core.plots import learning_curve, seeds_curve
 from abe.core.processes import ENV_SWEEPER_PID, stop_when_orphaned
@@ -28,7 +28,7 @@ from abe.tracking import make_tracker
 from abe.tracking.mlflow_run import Tracker
 from abe.tracking.sweep_parent import parent_run_id
 from abe.training.callbacks import Callback, Checkpointer, MetricLogger, ModelExport, SteppingTag
-from abe.training.loop import TrainingDiverged, train_seeds
+from abe.training.loop import train_seeds
 from abe.training.pbt import member_configs
 
 log = logging.getLogger("abe")

@@ -13,14 +13,20 @@ def first_line(ex: BaseException) -> str:
     return text.splitlines()[0] if text else type(ex).__name__
 
 
-class SweepEnded(SystemExit):
-    """A sweep that cannot go on, said in one line on stderr as it is raised: the process
-    exits 1 and the sweep's MLflow parent run ends FAILED with the reason."""
+class TrainingDiverged(FloatingPointError):
+    """A loss or a network weight became NaN or infinite."""
 
-    def __init__(self, reason: str) -> None:
+
+class SweepEnded(SystemExit):
+    """A sweep that cannot go on, said in one line on stderr as it is raised (unless its
+    job said it already): the process exits 1 and the sweep's MLflow parent run ends
+    FAILED with the reason."""
+
+    def __init__(self, reason: str, said: bool = False) -> None:
         super().__init__(1)
         self.reason = reason
-        print(f"error: {reason}", file=sys.stderr)
+        if not said:
+            print(f"error: {reason}", file=sys.stderr)
 
     def __str__(self) -> str:
         return self.reason

@@ -9,6 +9,8 @@ an Optuna sweep confirms its picks, and `best_command.txt` re-trains it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import shlex
@@ -21,7 +23,8 @@ from omegaconf import DictConfig
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from abe.core import stats
-from abe.core.errors import ConfigError
+from abe.core.errors import ConfigError, SweepEnded, TrainingDiverged, first_line
+from abe.core.files import WriteFailed
 from abe.core.result import CONFIRMATION_TAG, OBJECTIVE
 from abe.core.schema import PBT_KEYS, PbtConfig
 from abe.sweeps.confirmation import check_confirmation, held_out_seeds, read_returns, write_confirmation
@@ -113,12 +116,18 @@ class PopulationSweep:
         section = pbt_section(*self.options, space)
         fixed = [*(f"{k}={v}" for k, v in space.fixed.items()), *space.deletions]
         log.info(
-            "PBT: %d members of %s, lr and gamma from %s; a round every %s env steps",
-            self.population, self.config.env.id, ", ".join(section["space"]), f"{section['interval']:,}",
+            "PBT: %d members of %s, searching %s; a round every %s env steps",
+            self.population, self.config.env.id, " and ".join(section["space"]), f"{section['interval']:,}",
         )  # fmt: skip
         overrides = [*fixed, f"n_seeds={self.population}", f"pbt={hydra_value(section)}"]
         (job,) = self.launcher.launch([overrides], initial_job_idx=0)
-        _ = job.return_value  # raises what the job raised
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # Hydra's "Error executing job ..." besides ours
+                _ = job.return_value  # raises what the job raised
+        except (TrainingDiverged, WriteFailed) as ex:  # the job said it in one line
+            raise SweepEnded(f"the population failed: {ex}", said=True) from None
+        except Exception as ex:
+            raise SweepEnded(f"the population failed: {type(ex).__name__}: {first_line(ex)}") from None
         members = read_members(Path(job.hydra_cfg.hydra.runtime.output_dir))
         best = max(members, key=lambda m: m[OBJECTIVE])
         sweep_dir = Path(self.config.hydra.sweep.dir)

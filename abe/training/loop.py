@@ -25,6 +25,7 @@ from abe.agent.checkpoint import load_into
 from abe.agent.networks import summary_table
 from abe.agent.rollout import Rollout, RolloutGroup
 from abe.agent.update import a2c_update
+from abe.core.errors import TrainingDiverged
 from abe.core.result import OBJECTIVE, TrainResult
 from abe.core.schema import Config
 from abe.envs.vector import eval_backend, make_vector_env
@@ -34,10 +35,6 @@ from abe.training.seeding import seed_everything, set_rng_state
 from abe.training.trainer import Member, Trainer, TrainingState
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(FloatingPointError):
-    """A loss or a network weight became NaN or infinite."""
 
 
 def train(cfg: Config, run_dir: Path, callbacks: Sequence[Callback] = (), resume: dict | None = None) -> TrainResult:

@@ -146,3 +146,20 @@ def test_bad_pbt_input_from_the_command_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "error: hydra.sweeper.population: got 1; allowed: an integer >= 2\n"
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_population_that_diverges_is_one_line_and_every_run_failed_with_the_reason(tmp_path):
+    store = tmp_path / "store"
+    proc = run_cli(
+        *POPULATION, "trainer.total_steps=4096", "hydra.sweeper.population=2", "hydra.sweeper.confirm_seeds=0",
+        "lr=tag(log, interval(1e3, 1e5))", "optimizer=sgd", f"logger.store_dir={store}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": ""},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: training diverged at ") and "Traceback" not in proc.stderr
+    assert "Error executing job" not in proc.stderr
+    _, runs = runs_of(store)
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FAILED"}  # parent, population, two members
+    (parent,) = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+    assert "the population failed: training diverged" in parent.data.tags["error"]
