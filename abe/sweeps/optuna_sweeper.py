@@ -65,15 +65,21 @@ class AbeOptunaSweeperConf(OptunaSweeperConf):
     )
 
 
-def options_reference() -> str:
-    """A Markdown table of abe's sweeper options with their defaults (docs/sweeps.md shows it)."""
+def options_table(conf: type) -> str:
+    """A Markdown table of a sweeper's documented options with their defaults."""
     rows = ["| option | default | what it sets |", "| --- | --- | --- |"]
-    for spec in fields(AbeOptunaSweeperConf):
+    for spec in fields(conf):
         if "doc" in spec.metadata:
-            default = spec.default.name if isinstance(spec.default, Direction) else spec.default
+            default = spec.default_factory() if callable(spec.default_factory) else spec.default
+            default = default.name if isinstance(default, Direction) else default
             shown = str(default).lower() if isinstance(default, bool) else default
             rows.append(f"| `hydra.sweeper.{spec.name}` | `{shown}` | {spec.metadata['doc']} |")
     return "\n".join(rows) + "\n"
+
+
+def options_reference() -> str:
+    """abe's Optuna sweeper options (docs/sweeps.md shows them)."""
+    return options_table(AbeOptunaSweeperConf)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")

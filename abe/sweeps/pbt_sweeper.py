@@ -7,7 +7,7 @@ every start); the population and its replay run from abe.sweeps.population.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -15,7 +15,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from abe.sweeps.optuna_sweeper import option
+from abe.sweeps.optuna_sweeper import option, options_table
 
 
 @dataclass
@@ -36,13 +36,8 @@ class AbePbtSweeperConf:
 
 
 def options_reference() -> str:
-    """A Markdown table of the PBT sweeper's options with their defaults (docs/sweeps.md shows it)."""
-    rows = ["| option | default | what it sets |", "| --- | --- | --- |"]
-    for spec in fields(AbePbtSweeperConf):
-        if "doc" in spec.metadata:
-            default = spec.default_factory() if callable(spec.default_factory) else spec.default
-            rows.append(f"| `hydra.sweeper.{spec.name}` | `{default}` | {spec.metadata['doc']} |")
-    return "\n".join(rows) + "\n"
+    """The PBT sweeper's options (docs/sweeps.md shows them)."""
+    return options_table(AbePbtSweeperConf)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_pbt", node=AbePbtSweeperConf, provider="abe")
