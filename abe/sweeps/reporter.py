@@ -26,6 +26,10 @@ from abe.sweeps.study import open_storage
 from abe.training.callbacks import Callback
 
 
+class TrialEndedElsewhere(RuntimeError):
+    """The job's trial was ended in the study by someone else (e.g. failed as abandoned)."""
+
+
 class TrialReporter(Callback):
     """Reports the job's statistic over its seeds (of `prune_on`) to its trial after each
     evaluation; says stop when the pruner does. The last evaluation is reported but never
@@ -56,7 +60,13 @@ class TrialReporter(Callback):
         value = summarise(values, self.statistic)
         env_steps = records[0]["env_steps"]
         self.last_value = summarise([r[OBJECTIVE] for r in records], self.statistic)
-        self.trial.report(value, env_steps)
+        try:
+            self.trial.report(value, env_steps)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise TrialEndedElsewhere(
+                f"trial #{self.trial.number} was already ended in the study: another sweeper failed it while this "
+                "sweep's heartbeat had stopped (its process stopped, or its machine lost); this job stops"
+            ) from None
         if env_steps < self.total_steps and self.trial.should_prune():
             self.stop_reason = f"pruned by Optuna at {env_steps:,} env steps ({self.metric} {value:.1f})"
             return False

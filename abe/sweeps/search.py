@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import math
 import os
@@ -335,7 +336,8 @@ class OptunaSearch:
         try:
             if ended.error is not None:
                 raise ended.error
-            value = float(ended.job.return_value)  # raises what the job raised
+            with contextlib.redirect_stderr(io.StringIO()):  # Hydra's "Error executing job ...": ours follows
+                value = float(ended.job.return_value)  # raises what the job raised
         except Exception as ex:
             reason = f"{type(ex).__name__}: {first_line(ex)}"
             with contextlib.suppress(RuntimeError):  # a trial the job already ended keeps its state

@@ -113,3 +113,20 @@ def test_a_trials_progress_line_shows_the_users_overrides_not_the_plumbing():
 
     overrides = ["lr=0.001", "gamma=0.9", "+hydra.job.env_set.ABE_OPTUNA_TRIAL_ID=3", "hydra.run.dir=x"]
     assert shown(overrides) == "lr=0.001 gamma=0.9"
+
+def test_a_job_whose_trial_another_sweeper_failed_stops_with_the_reason(tmp_path, monkeypatch):
+    """Its sweeper was stopped (SIGSTOP) past the heartbeat, so the next sweeper of the study
+    failed the trial as abandoned; when the job goes on, its next report says so and stops it
+    (before: Optuna's 'Trial#0 has already finished and can not be updated')."""
+    from abe.sweeps.reporter import TrialEndedElsewhere
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trial = study.ask()
+    env = {ENV_STUDY: "s", ENV_STORAGE: storage, ENV_PRUNER: "none", ENV_TRIAL: str(trial._trial_id)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reporter = TrialReporter(total_steps=1000)
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # what fail_stale_trials does
+    with pytest.raises(TrialEndedElsewhere, match="trial #0 was already ended in the study: another sweeper"):
+        reporter.on_evaluation(None, [{"env_steps": 500, "eval/return_mean": 0.0}])
