@@ -213,7 +213,12 @@ def _check_sweeper(overrides: list[str], composed: DictConfig, joins_study: bool
         space = SearchSpace.parse([*params, *overrides])
         trainer = composed.trainer
         check_population(
-            sweeper.population, sweeper.confirm_seeds, sweeper.interval, trainer.total_steps, trainer.num_envs
+            sweeper.population,
+            sweeper.confirm_seeds,
+            sweeper.interval,
+            trainer.total_steps,
+            trainer.num_envs,
+            composed.n_seeds,
         )
         pbt_section(sweeper.interval, sweeper.quantile, sweeper.resample, list(sweeper.perturb), space)
 

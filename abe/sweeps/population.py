@@ -66,9 +66,14 @@ def pbt_section(interval, quantile, resample, perturb, space: SearchSpace) -> di
     return {**section, "space": pbt_space(space)}
 
 
-def check_population(population, confirm_seeds, interval, total_steps: int, num_envs: int) -> None:
+def check_population(population, confirm_seeds, interval, total_steps: int, num_envs: int, n_seeds: int) -> None:
     if not (isinstance(population, int) and not isinstance(population, bool) and population >= 2):
         raise ConfigError(f"hydra.sweeper.population: got {population!r}; allowed: an integer >= 2")
+    if n_seeds != 1:
+        raise ConfigError(
+            f"n_seeds: got {n_seeds} with hparams_search=pbt, whose members are the seeds: set "
+            f"hydra.sweeper.population={n_seeds} instead"
+        )
     if isinstance(interval, int) and interval >= total_steps:
         raise ConfigError(
             f"hydra.sweeper.interval: got {interval:,}; allowed: fewer env steps than trainer.total_steps "
@@ -112,7 +117,14 @@ class PopulationSweep:
     def sweep(self, arguments: list[str]) -> None:
         space = SearchSpace.parse([*(f"{k}={v}" for k, v in (self.params or {}).items()), *arguments])
         trainer = self.config.trainer
-        check_population(self.population, self.confirm_seeds, self.options[0], trainer.total_steps, trainer.num_envs)
+        check_population(
+            self.population,
+            self.confirm_seeds,
+            self.options[0],
+            trainer.total_steps,
+            trainer.num_envs,
+            self.config.n_seeds,
+        )
         section = pbt_section(*self.options, space)
         fixed = [*(f"{k}={v}" for k, v in space.fixed.items()), *space.deletions]
         log.info(

@@ -130,6 +130,7 @@ def test_an_interrupted_population_ends_its_runs_and_resumes_to_the_end(tmp_path
         ("hydra.sweeper.interval=5000", "hydra.sweeper.interval: got 5,000; allowed: fewer env steps than"),
         ("network.width=choice(64,128)", "PBT changes lr and gamma during training, not network.width"),
         ("gamma=choice(0.9,1.5)", "gamma: got 1.5; allowed: a number in (0, 1]"),
+        ("n_seeds=4", "n_seeds: got 4 with hparams_search=pbt, whose members are the seeds"),
     ],
 )
 def test_bad_pbt_input_is_one_line_before_anything_runs(tmp_path, override, message, capsys):

@@ -114,6 +114,7 @@ def test_a_trials_progress_line_shows_the_users_overrides_not_the_plumbing():
     overrides = ["lr=0.001", "gamma=0.9", "+hydra.job.env_set.ABE_OPTUNA_TRIAL_ID=3", "hydra.run.dir=x"]
     assert shown(overrides) == "lr=0.001 gamma=0.9"
 
+
 def test_a_job_whose_trial_another_sweeper_failed_stops_with_the_reason(tmp_path, monkeypatch):
     """Its sweeper was stopped (SIGSTOP) past the heartbeat, so the next sweeper of the study
     failed the trial as abandoned; when the job goes on, its next report says so and stops it
