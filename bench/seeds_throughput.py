@@ -13,6 +13,7 @@ each round. Also prints the training loop's own rate (result.json's fps x K) and
 peak memory of the together process.
 
     .venv/bin/python bench/seeds_throughput.py --seeds 1,2,4,8 --steps 200000 --rounds 2
+    .venv/bin/python bench/seeds_throughput.py --seeds 8 --pbt   # a PBT population of 8 against 8 runs
 """
 
 from __future__ import annotations
@@ -50,9 +51,16 @@ def run(args: list[str], out: Path) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
-def together(seeds: int, steps: int, tmp: Path) -> dict:
+def population(steps: int) -> list[str]:
+    """A PBT section for the together job: ten exploit-and-explore rounds over the budget."""
+    space = "{lr: {low: 1e-5, high: 3e-3, log: true}, gamma: {choices: [0.95, 0.99, 0.995]}}"
+    return [f"pbt={{interval: {steps // 10}, quantile: 0.25, resample: 0.25, perturb: [0.8, 1.25], space: {space}}}"]
+
+
+def together(seeds: int, steps: int, tmp: Path, pbt: bool = False) -> dict:
     out = tmp / f"together-{seeds}"
-    wall, peak = run([f"n_seeds={seeds}", f"trainer.total_steps={steps}", f"trainer.eval_every={steps}"], out)
+    budget = [f"n_seeds={seeds}", f"trainer.total_steps={steps}", f"trainer.eval_every={steps}"]
+    wall, peak = run([*budget, *(population(steps) if pbt else [])], out)
     results = [json.loads(p.read_text()) for p in sorted(out.rglob("result.json")) if "fps" in p.read_text()]
     loop_rate = sum(r["fps"] for r in results)
     return {"rate": seeds * steps / wall, "loop_rate": loop_rate, "peak_mib": peak}
@@ -108,6 +116,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="1,2,4,8")
     parser.add_argument("--steps", type=int, default=200_000, help="env steps per seed")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--pbt", action="store_true", help="together: a PBT population (K >= 2), not K plain seeds")
     args = parser.parse_args()
     counts = [int(k) for k in args.seeds.split(",")]
     rounds: list[dict] = []
@@ -115,7 +124,7 @@ def main() -> int:
         for r in range(args.rounds):
             for k in counts:
                 row = {
-                    "together": together(k, args.steps, Path(tmp) / f"r{r}"),
+                    "together": together(k, args.steps, Path(tmp) / f"r{r}", args.pbt),
                     "apart": apart(k, args.steps, Path(tmp) / f"r{r}"),
                     "raw": raw(k, args.steps),
                 }
@@ -126,7 +135,8 @@ def main() -> int:
                     flush=True,
                 )
     print(
-        f"\nHalfCheetah-v5 (experiment=halfcheetah, {NUM_ENVS} envs per seed), {args.steps:,} env steps per seed, "
+        f"\nHalfCheetah-v5 (experiment=halfcheetah, {NUM_ENVS} envs per seed"
+        f"{', together as a PBT population' if args.pbt else ''}), {args.steps:,} env steps per seed, "
         f"{args.rounds} round(s), medians; {os.cpu_count()} CPUs"
     )
     print(
