@@ -156,9 +156,8 @@ class PopulationSweep:
         population_plot(members, best["seed"], self.config.env.id, sweep_dir / "pbt_population.png")
         log.info("best member: seed %d, final eval return %.1f", best["seed"], best[OBJECTIVE])
         replay = self._replay(best, fixed) if self.confirm_seeds else None
-        command = shlex.join(
-            ["python", "run.py", *self._without(fixed, ("hparams_search", "n_seeds")), *replay_overrides(best)]
-        )
+        single_run = self._without(fixed, ("hparams_search", "n_seeds", *PBT_KEYS))
+        command = shlex.join(["python", "run.py", *single_run, *replay_overrides(best)])
         (sweep_dir / "best_command.txt").write_text(command + "\n")
         what = "the best member's schedule, replayed from scratch"
         results = {**results, "best_command": {"trains": what, "command": command}}
@@ -178,7 +177,7 @@ class PopulationSweep:
         seeds = held_out_seeds(int(self.config.seed), self.confirm_seeds)
         log.info("replaying the best member's schedule on held-out seeds %d-%d", seeds[0], seeds[-1])
         overrides = [
-            *self._without(fixed, ("n_seeds", "seed")),  # the sweeper's options still apply: keep hparams_search
+            *self._without(fixed, ("n_seeds", "seed", *PBT_KEYS)),  # the sweeper's options apply: hparams_search stays
             *replay_overrides(best),
             f"seed={seeds[0]}",
             f"n_seeds={len(seeds)}",
@@ -186,7 +185,8 @@ class PopulationSweep:
         ]
         (job,) = self.launcher.launch([overrides], initial_job_idx=1)
         try:
-            _ = job.return_value
+            with contextlib.redirect_stderr(io.StringIO()):  # Hydra's "Error executing job ..." besides ours
+                _ = job.return_value
         except Exception as ex:
             log.warning("the replay on held-out seeds failed: %s", ex)
             return None
