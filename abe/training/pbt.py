@@ -100,6 +100,11 @@ def recent_return(member: Member) -> float:
     return float(np.mean(recent)) if recent else float("-inf")
 
 
+def _finite(score: float) -> float | None:
+    """A score for result.json and YAML: None before any episode finished."""
+    return score if np.isfinite(score) else None
+
+
 class PopulationBasedTraining(Callback):
     """Exploit and explore among the job's members every `pbt.interval` env steps."""
 
@@ -139,8 +144,8 @@ class PopulationBasedTraining(Callback):
                 "env_steps": recipient.state.env_steps,
                 "member": recipient.cfg.seed,
                 "copied": donor.cfg.seed,
-                "their_return": scores[donors[i]],
-                "own_return": scores[i],
+                "their_return": _finite(scores[donors[i]]),
+                "own_return": _finite(scores[i]),
                 "lr": lr,
                 "gamma": gamma,
             }
