@@ -54,6 +54,12 @@ def test_the_returns_table_has_one_source():
         _generated_block(path, "returns table", table)
 
 
+def test_the_pbt_benchmark_table_has_one_source():
+    table = (PROJECT_ROOT / "bench" / "results" / "pbt_vs_tpe.md").read_text()  # bench/pbt_vs_tpe.py writes it
+    for path in (README, PROJECT_ROOT / "docs" / "benchmarks.md"):
+        _generated_block(path, "pbt table", table)
+
+
 def _anchors(markdown: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     markdown = re.sub(r"```.*?```", "", markdown, flags=re.S)
