@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from abe.agent.agent import resolve_device
 from abe.commands.hydra_edge import check_runtime, fail, terminate_as_interrupt, to_config
 from abe.core import stats
-from abe.core.errors import ConfigError, TrainingDiverged
+from abe.core.errors import ConfigError, TrainingDiverged, TrialEndedElsewhere
 from abe.core.files import WriteFailed
 from abe.core.plots import learning_curve, seeds_curve
 from abe.core.processes import ENV_SWEEPER_PID, stop_when_orphaned
@@ -141,6 +141,9 @@ class Job:
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
+            raise
+        except TrialEndedElsewhere as ex:  # stopped from outside, as an interrupt is; the sweeper goes on
+            status, error = "KILLED", str(ex)
             raise
         except (TrainingDiverged, WriteFailed) as ex:  # one line: the reason, or the path and what is wrong
             error = str(ex)

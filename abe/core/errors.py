@@ -17,6 +17,12 @@ class TrainingDiverged(FloatingPointError):
     """A loss or a network weight became NaN or infinite."""
 
 
+class TrialEndedElsewhere(RuntimeError):
+    """A sweep's job whose trial was already ended in the study by another process: its own
+    sweeper when it died, or another sweeper that failed it as abandoned. The job stops,
+    its runs KILLED with the reason."""
+
+
 class SweepEnded(SystemExit):
     """A sweep that cannot go on, said in one line on stderr as it is raised (unless its
     job said it already): the process exits 1 and the sweep's MLflow parent run ends

@@ -9,6 +9,7 @@ import sys
 
 import optuna
 
+from abe.core.errors import TrialEndedElsewhere
 from abe.core.result import OBJECTIVE
 from abe.core.stats import summarise
 from abe.sweeps.pruning import (
@@ -24,10 +25,6 @@ from abe.sweeps.pruning import (
 )
 from abe.sweeps.study import open_storage
 from abe.training.callbacks import Callback
-
-
-class TrialEndedElsewhere(RuntimeError):
-    """The job's trial was ended in the study by someone else (e.g. failed as abandoned)."""
 
 
 class TrialReporter(Callback):
@@ -64,8 +61,8 @@ class TrialReporter(Callback):
             self.trial.report(value, env_steps)
         except optuna.exceptions.UpdateFinishedTrialError:
             raise TrialEndedElsewhere(
-                f"trial #{self.trial.number} was already ended in the study: another sweeper failed it while this "
-                "sweep's heartbeat had stopped (its process stopped, or its machine lost); this job stops"
+                f"trial #{self.trial.number} was already ended in the study: its sweeper died, or another sweeper "
+                "failed it while this sweep's heartbeat had stopped (a stopped process, a lost machine); this job stops"
             ) from None
         if env_steps < self.total_steps and self.trial.should_prune():
             self.stop_reason = f"pruned by Optuna at {env_steps:,} env steps ({self.metric} {value:.1f})"

@@ -100,6 +100,9 @@ def test_an_interrupted_population_ends_its_runs_and_resumes_to_the_end(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
+        # as in a terminal: a shell without job control (CI's) starts commands with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     job = sweep_dir / "0"

@@ -1,6 +1,7 @@
 """Sweeps without a batch barrier, on real engines: joblib workers (a killed trial's slot
 is refilled), a two-node Ray cluster with PostgreSQL and an MLflow server, and submitit."""
 
+import contextlib
 import os
 import shlex
 import signal
@@ -167,6 +168,74 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         assert len(trials) == 1 and all(r.info.status == "FINISHED" for r in runs)
     finally:
         server.kill()
+
+
+def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_on(tmp_path):
+    """Two nodes of two CPUs, one trial per node; the worker node (its raylet and the trial's
+    process) killed outright while both trials train: that trial FAIL with Ray's reason, its
+    MLflow run KILLED, the sweep goes on to its third trial on the head, nothing RUNNING."""
+    ray = str(Path(sys.executable).parent / "ray")
+    port, home = free_port(), tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home), "MLFLOW_TRACKING_URI": ""}
+    start = [ray, "start", "--num-cpus=2", "--disable-usage-stats"]
+    head = subprocess.run(
+        [*start, "--head", f"--port={port}", "--include-dashboard=false"],
+        cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert head.returncode == 0, head.stderr[-2000:]
+    worker = subprocess.Popen(  # --block: the node lives as long as this process group
+        [*start, f"--address=127.0.0.1:{port}", "--block"],
+        cwd=USER_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    storage, store = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "store"
+    enqueue(storage, [LONG, LONG, SHORT])
+    ray_launcher = [
+        "hydra/launcher=ray",
+        f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+        "+hydra.launcher.ray.remote.num_cpus=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=3",
+        f"logger.store_dir={store}",
+    ]
+    errors = tmp_path / "sweep.stderr"
+    with errors.open("w") as stderr:
+        sweep = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "run.py"), *sweep_command(tmp_path, storage, *ray_launcher)],
+            cwd=USER_DIR, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+        )  # fmt: skip
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+        deadline = time.monotonic() + 300
+        while True:  # both trials report, one from each node
+            training = [t for t in study.get_trials() if t.intermediate_values and RAY_NODE_ATTR in t.user_attrs]
+            if len({t.user_attrs[RAY_NODE_ATTR] for t in training}) == 2:
+                break
+            assert sweep.poll() is None and time.monotonic() < deadline, errors.read_text()[-3000:]
+            time.sleep(0.5)
+        os.killpg(worker.pid, signal.SIGKILL)
+        assert sweep.wait(timeout=400) == 0, errors.read_text()[-3000:]
+        trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+        assert [t.state for t in trials].count(States.COMPLETE) == 2 and len(trials) == 3
+        (lost,) = [t for t in trials if t.state == States.FAIL]
+        assert "died" in lost.user_attrs[FAIL_ATTR].lower(), lost.user_attrs
+        # the third trial ran on the node that was left, not the lost one
+        assert (
+            trials[2].state == States.COMPLETE and trials[2].user_attrs[RAY_NODE_ATTR] != lost.user_attrs[RAY_NODE_ATTR]
+        )
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
+        assert runs and not [r for r in runs if r.info.status == "RUNNING"], [
+            (r.info.run_name, r.info.status) for r in runs
+        ]
+        [killed] = [r for r in runs if r.data.params.get("lr") == str(lost.params["lr"])]
+        assert killed.info.status == "KILLED" and f"trial #{lost.number} failed" in killed.data.tags["error"]
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def test_submitit_runs_trials_as_jobs_of_their_own(tmp_path):

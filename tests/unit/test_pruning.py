@@ -119,7 +119,7 @@ def test_a_job_whose_trial_another_sweeper_failed_stops_with_the_reason(tmp_path
     """Its sweeper was stopped (SIGSTOP) past the heartbeat, so the next sweeper of the study
     failed the trial as abandoned; when the job goes on, its next report says so and stops it
     (before: Optuna's 'Trial#0 has already finished and can not be updated')."""
-    from abe.sweeps.reporter import TrialEndedElsewhere
+    from abe.core.errors import TrialEndedElsewhere
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
@@ -129,5 +129,7 @@ def test_a_job_whose_trial_another_sweeper_failed_stops_with_the_reason(tmp_path
         monkeypatch.setenv(key, value)
     reporter = TrialReporter(total_steps=1000)
     study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # what fail_stale_trials does
-    with pytest.raises(TrialEndedElsewhere, match="trial #0 was already ended in the study: another sweeper"):
+    with pytest.raises(
+        TrialEndedElsewhere, match="trial #0 was already ended in the study: its sweeper died, or another sweeper"
+    ):
         reporter.on_evaluation(None, [{"env_steps": 500, "eval/return_mean": 0.0}])
