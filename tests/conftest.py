@@ -119,6 +119,22 @@ def run_cli(*args: str, cwd: Path = USER_DIR, env: dict | None = None, timeout: 
     )
 
 
+def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start `python run.py ARGS` in the background as a terminal would: a session of its own
+    and SIGINT at its default (a shell without job control, CI's, starts commands with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt). stderr is a text pipe."""
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), *args],
+        cwd=USER_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env={**os.environ, **(env or {})},
+    )
+
+
 @pytest.fixture(scope="session")
 def tracked_run(tmp_path_factory):
     """One tiny Pendulum run tracked in an embedded MLflow store: (process, run dir, store)."""

@@ -14,7 +14,7 @@ import pytest
 
 from abe import PROJECT_ROOT
 from abe.sweeps.pruning import JOB_ATTR
-from tests.conftest import TINY, USER_DIR, MlflowServer, free_port, run_cli, run_module
+from tests.conftest import TINY, USER_DIR, MlflowServer, free_port, run_cli, run_module, start_cli
 
 PENDULUM = [
     "env=pendulum",
@@ -159,18 +159,7 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
         f"hydra.sweeper.storage=sqlite:///{study}",
     ]
     command += ["hydra.sweeper.confirm_top=0", f"logger.store_dir={store}", f"hydra.sweep.dir={sweep_dir}"]
-    sweep = subprocess.Popen(
-        [*command, "hydra.sweeper.n_trials=4"],
-        cwd=USER_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # as in a terminal: a shell without job control starts background commands with SIGINT
-        # ignored, and Python then never raises KeyboardInterrupt
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )
+    sweep = start_cli(*command[2:], "hydra.sweeper.n_trials=4", env={"MLFLOW_TRACKING_URI": ""})
     training = len(launcher) - 1 if len(launcher) > 1 else 1  # trials training at once
     deadline = time.monotonic() + 180
     while len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < training:

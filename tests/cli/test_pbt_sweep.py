@@ -2,11 +2,8 @@
 sweep, its best schedule replayed on held-out seeds; interrupted and resumed; bad input."""
 
 import json
-import os
 import shlex
 import signal
-import subprocess
-import sys
 import time
 import warnings
 
@@ -14,9 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from abe import PROJECT_ROOT
 from abe.commands.hydra_edge import check_command_line, compose, to_config
-from tests.conftest import USER_DIR, run_cli, run_module
+from tests.conftest import run_cli, run_module, start_cli
 
 POPULATION = [
     "-m",
@@ -94,17 +90,7 @@ def test_an_interrupted_population_ends_its_runs_and_resumes_to_the_end(tmp_path
         f"logger.store_dir={store}",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "run.py"), *command],
-        cwd=USER_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # as in a terminal: a shell without job control (CI's) starts commands with SIGINT ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )
+    proc = start_cli(*command, env={"MLFLOW_TRACKING_URI": ""})
     job = sweep_dir / "0"
     deadline = time.monotonic() + 240
     while not (job / "seed_2" / "checkpoints" / "last.pt").exists():
