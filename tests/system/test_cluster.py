@@ -170,6 +170,16 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         server.kill()
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session at once, as a machine that dies takes all of them:
+    not only the process group, since Ray starts each worker in a group of its own."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            after_name = stat.read_text().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+            if int(after_name[3]) == sid:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
 def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_on(tmp_path):
     """Two nodes of two CPUs, one trial per node; the worker node (its raylet and the trial's
     process) killed outright while both trials train: that trial FAIL with Ray's NodeDiedError,
@@ -213,7 +223,7 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
                 break
             assert sweep.poll() is None and time.monotonic() < deadline, errors.read_text()[-3000:]
             time.sleep(0.5)
-        os.killpg(worker.pid, signal.SIGKILL)
+        kill_session(worker.pid)
         assert sweep.wait(timeout=400) == 0, errors.read_text()[-3000:]
         trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
         assert [t.state for t in trials].count(States.COMPLETE) == 2 and len(trials) == 3
@@ -236,8 +246,7 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
     finally:
         if sweep.poll() is None:
             sweep.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
+        kill_session(worker.pid)
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
