@@ -17,10 +17,11 @@ from abe.core.errors import ConfigError
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from abe.commands.sources import load_source
+
+    source = load_source(args.source, args.tracking_uri)
     from abe.envs.vector import eval_backend, make_vector_env
     from abe.training.evaluation import record_video, run_episodes
 
-    source = load_source(args.source, args.tracking_uri)
     if args.video:
         from abe.envs.mujoco import check_can_render
 

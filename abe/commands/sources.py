@@ -6,16 +6,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from abe.agent.agent import Agent, build_agent
-from abe.agent.checkpoint import checkpoint_config, load_into, read_checkpoint
 from abe.commands.hydra_edge import logger_config
 from abe.core.errors import ConfigError, first_line
-from abe.envs.vector import make_vector_env
 from abe.tracking.lookup import RUN_ID, download, get_run, open_store
-from abe.training.evaluation import agent_policy, module_policy
+
+if TYPE_CHECKING:
+    from abe.agent.agent import Agent
+
+# torch, Tianshou and MuJoCo load in the functions that need them: a source that is not
+# one is answered before them.
 
 
 @dataclass
@@ -34,6 +35,8 @@ class PolicySource:
     video_dir: Path | None = None
 
     def policy(self, deterministic: bool):
+        from abe.training.evaluation import agent_policy, module_policy
+
         if self.agent is not None:
             return agent_policy(self.agent, deterministic)
         if not deterministic:
@@ -50,6 +53,12 @@ def open_default_store(tracking_uri: str | None):
 
 
 def from_checkpoint(path: Path, run_id: str | None = None, video_dir: Path | None = None) -> PolicySource:
+    import torch
+
+    from abe.agent.agent import build_agent
+    from abe.agent.checkpoint import checkpoint_config, load_into, read_checkpoint
+    from abe.envs.vector import make_vector_env
+
     state = read_checkpoint(path)
     cfg = checkpoint_config(state)
     # The thread count changes the order of float sums in matmuls; matching training's
@@ -88,6 +97,7 @@ def from_run(run_id: str, tracking_uri: str | None) -> PolicySource:
 def from_model_uri(uri: str, tracking_uri: str | None) -> PolicySource:
     client, store = open_default_store(tracking_uri)
     import mlflow.pytorch
+    import torch
     from mlflow.exceptions import MlflowException
 
     try:

@@ -121,6 +121,23 @@ def test_evaluate_mlflow_model_uri(tracked_run):
     assert final == pytest.approx(result_of(run_dir)["eval/return_mean"], rel=0.05)
 
 
+def in_process(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """`python -m abe ARGS` in this process, for what a subprocess adds nothing to (exit
+    code and message); a subprocess for each command still proves the whole path."""
+    from abe.commands.main import main
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):  # set by the command
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        if not os.environ[name]:
+            monkeypatch.delenv(name)
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+MISSING_RUN = "0123456789abcdef0123456789abcdef"
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -129,32 +146,32 @@ def test_evaluate_mlflow_model_uri(tracked_run):
             "source: 'no/such/checkpoint.pt' is not a checkpoint file, an MLflow run id",
         ),
         (["evaluate", str(PROJECT_ROOT / "README.md")], f"checkpoint: '{PROJECT_ROOT / 'README.md'}' is not an abe"),
-        (
-            ["evaluate", "0123456789abcdef0123456789abcdef"],
-            "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///",
-        ),
-        (
-            ["reproduce", "0123456789abcdef0123456789abcdef"],
-            "run id: no run '0123456789abcdef0123456789abcdef' in sqlite:///",
-        ),
+        (["evaluate", MISSING_RUN], f"run id: no run '{MISSING_RUN}' in sqlite:///"),
         (["evaluate", "x.pt", "--episodes", "0"], "--episodes: got 0; allowed: an integer >= 1"),
     ],
 )
-def test_bad_sources_are_one_line(tracked_run, args, message):
+def test_bad_sources_are_one_line(tracked_run, args, message, capsys, monkeypatch):
     _, _, store = tracked_run
-    proc = run_module(*args, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    code, _, err = in_process(capsys, monkeypatch, *args, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert code == 2 and err.startswith("error: " + message) and err.count("\n") == 1, err
+
+
+def test_a_missing_run_is_one_line_from_the_command_line(tracked_run):
+    _, _, store = tracked_run
+    proc = run_module("reproduce", MISSING_RUN, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: " + message) and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr == f"error: run id: no run '{MISSING_RUN}' in sqlite:///{store / 'mlflow.db'}\n"
 
 
-def test_reproduce_needs_a_saved_config(tracked_run):
+def test_reproduce_needs_a_saved_config(tracked_run, capsys, monkeypatch):
     _, _, store = tracked_run
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     bare = client.create_run(client.get_experiment_by_name("Pendulum-v1").experiment_id)
     client.set_terminated(bare.info.run_id)
-    proc = run_module("reproduce", bare.info.run_id, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
-    assert proc.returncode == 2
-    assert proc.stderr == f"error: run {bare.info.run_id} has no saved config (artifact 'hydra/config.yaml')\n"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    code, _, err = in_process(capsys, monkeypatch, "reproduce", bare.info.run_id, "--tracking-uri", uri)
+    assert code == 2
+    assert err == f"error: run {bare.info.run_id} has no saved config (artifact 'hydra/config.yaml')\n"
 
 
 def test_reproduce_matches_exactly_and_tags_the_new_run(tracked_run):
@@ -180,22 +197,38 @@ HOSTILE_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("text,message", HOSTILE_CONFIGS, ids=[m.split("(")[0] for _, m in HOSTILE_CONFIGS])
-def test_reproduce_refuses_a_planted_config_before_anything_runs(text, message, tracked_run, tmp_path):
+def plant(tracked_run, tmp_path, text: str) -> tuple[mlflow.MlflowClient, str, str]:
+    """(client, store URI, run id): a finished run in the tracked store whose saved config is `text`."""
     _, _, store = tracked_run
     uri = f"sqlite:///{store / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment_id = client.get_experiment_by_name("Pendulum-v1").experiment_id
-    planted = client.create_run(experiment_id)
+    planted = client.create_run(client.get_experiment_by_name("Pendulum-v1").experiment_id)
     (tmp_path / "config.yaml").write_text(text)
     client.log_artifact(planted.info.run_id, str(tmp_path / "config.yaml"), "hydra")
     client.set_terminated(planted.info.run_id)
+    return client, uri, planted.info.run_id
+
+
+def test_reproduce_refuses_a_planted_config_before_anything_runs(tracked_run, tmp_path):
+    text, message = HOSTILE_CONFIGS[0]
+    client, uri, run_id = plant(tracked_run, tmp_path, text)
+    experiment_id = client.get_run(run_id).info.experiment_id
     runs_before = len(client.search_runs([experiment_id]))
-    proc = run_module("reproduce", planted.info.run_id, "--tracking-uri", uri, env={"ABE_TEST_SECRET": "s3cret"})
+    proc = run_module("reproduce", run_id, "--tracking-uri", uri, env={"ABE_TEST_SECRET": "s3cret"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: run {planted.info.run_id}: its saved config ") and message in proc.stderr
+    assert proc.stderr.startswith(f"error: run {run_id}: its saved config ") and message in proc.stderr
     assert len(client.search_runs([experiment_id])) == runs_before  # nothing ran, nothing was logged
     assert "s3cret" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("text,message", HOSTILE_CONFIGS[1:], ids=[m.split("(")[0] for _, m in HOSTILE_CONFIGS[1:]])
+def test_every_kind_of_planted_config_is_refused_in_one_line(text, message, tracked_run, tmp_path, capsys, monkeypatch):
+    _, uri, run_id = plant(tracked_run, tmp_path, text)
+    monkeypatch.setenv("ABE_TEST_SECRET", "s3cret")
+    code, out, err = in_process(capsys, monkeypatch, "reproduce", run_id, "--tracking-uri", uri)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: run {run_id}: its saved config ") and message in err
+    assert "s3cret" not in out + err
 
 
 def test_saved_config_that_could_run_code_is_refused(tmp_path):

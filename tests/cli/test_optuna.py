@@ -59,9 +59,18 @@ def mlflow_children(tmp_path):
     )
 
 
-@pytest.mark.slow  # a real sweep of several trials
-def test_median_pruning_stops_bad_trials_and_shows_them_everywhere(tmp_path):
+@pytest.fixture(scope="module")
+def pruned_sweep(tmp_path_factory):
+    """(folder, process, study): a median-pruned sweep of 10 trials, shared by the tests
+    that need a study with a history."""
+    tmp_path = tmp_path_factory.mktemp("pruned")
     proc, study = sweep(tmp_path, "hydra.sweeper.n_trials=10", "hydra.sweeper.pruner=median")
+    return tmp_path, proc, study
+
+
+@pytest.mark.slow  # a real sweep of several trials
+def test_median_pruning_stops_bad_trials_and_shows_them_everywhere(pruned_sweep):
+    tmp_path, proc, study = pruned_sweep
     states = [t.state for t in study.trials]
     assert len(states) == 10 and States.PRUNED in states and States.COMPLETE in states
     pruned = [t for t in study.trials if t.state == States.PRUNED]
@@ -93,8 +102,13 @@ def test_median_pruning_stops_bad_trials_and_shows_them_everywhere(tmp_path):
 
 
 def test_a_diverging_trial_fails_and_the_sweep_goes_on(tmp_path):
+    study = optuna.create_study(
+        study_name="lr_gamma-Pendulum-v1", storage=f"sqlite:///{tmp_path / 'optuna.db'}", direction="maximize"
+    )
+    study.enqueue_trial({"lr": 1e6})  # diverges first; the sweep goes on to the next
+    study.enqueue_trial({"lr": 1e-3})
     _, study = sweep(
-        tmp_path, "optimizer=sgd", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none", "lr=choice(1e-3,1e6)"
+        tmp_path, "optimizer=sgd", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=none", "lr=choice(1e-3,1e6)"
     )
     by_lr = {t.params["lr"]: t.state for t in study.trials}
     assert by_lr == {1e-3: States.COMPLETE, 1e6: States.FAIL}
@@ -172,8 +186,10 @@ def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(
     assert results["best_command"]["trains"].startswith(f"the confirmed best (#{confirmation[0]['trial']}")
 
 
-def test_a_sweep_at_another_budget_never_joins_the_study_silently(tmp_path):
-    sweep(tmp_path, "hydra.sweeper.n_trials=1")
+@pytest.mark.slow  # refused by the pruned sweep's study
+def test_a_sweep_at_another_budget_never_joins_the_study_silently(pruned_sweep):
+    tmp_path = pruned_sweep[0]
+    parents_before = len(mlflow_children(tmp_path)[2])
     proc = run_cli(
         "-m",
         *SMALL,
@@ -181,7 +197,7 @@ def test_a_sweep_at_another_budget_never_joins_the_study_silently(tmp_path):
         "hydra.sweeper.n_trials=1",
         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
         f"logger.store_dir={tmp_path / 'store'}",
-        f"hydra.sweep.dir={tmp_path / 'again'}",
+        f"hydra.sweep.dir={tmp_path / 'other-budget'}",
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -190,6 +206,5 @@ def test_a_sweep_at_another_budget_never_joins_the_study_silently(tmp_path):
         and "(trainer.total_steps=4096 there, 2048 here)" in proc.stderr
         and proc.stderr.count("\n") == 1
     )
-    assert not (tmp_path / "again").exists()
-    _, _, parents = mlflow_children(tmp_path)
-    assert len(parents) == 1  # the first sweep's only
+    assert not (tmp_path / "other-budget").exists()
+    assert len(mlflow_children(tmp_path)[2]) == parents_before  # no parent run for the refused sweep
