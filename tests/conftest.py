@@ -119,6 +119,15 @@ def run_cli(*args: str, cwd: Path = USER_DIR, env: dict | None = None, timeout: 
     )
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the process name (state, ppid, pgrp, session, ...);
+    None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     """Start `python run.py ARGS` in the background as a terminal would: a session of its own
     and SIGINT at its default (a shell without job control, CI's, starts commands with SIGINT

@@ -18,7 +18,7 @@ from abe.core.errors import ConfigError
 def evaluate_command(args: argparse.Namespace) -> int:
     from abe.commands.sources import load_source
 
-    source = load_source(args.source, args.tracking_uri)
+    source = load_source(args.source, args.tracking_uri)  # a bad source is answered before torch loads
     from abe.envs.vector import eval_backend, make_vector_env
     from abe.training.evaluation import record_video, run_episodes
 

@@ -193,18 +193,10 @@ def test_a_stopped_sweep_leaves_nothing_running_and_the_study_resumes(tmp_path, 
 def two_trials_training(tmp_path, *extra: str, steps: int = 200_000) -> subprocess.Popen:
     """A joblib sweep of long Pendulum trials in two slots (study, store and sweep dir in
     tmp_path), returned once both trials train."""
-    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=lr_gamma", *JOBLIB, *PENDULUM]
+    command = ["-m", "hparams_search=lr_gamma", *JOBLIB, *PENDULUM]
     command += [f"trainer.total_steps={steps}", "trainer.eval_every=5000", "hydra.sweeper.confirm_top=0"]
     command += [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", f"logger.store_dir={tmp_path / 'store'}"]
-    sweep = subprocess.Popen(
-        [*command, *extra, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        cwd=USER_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )
+    sweep = start_cli(*command, *extra, f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"MLFLOW_TRACKING_URI": ""})
     deadline = time.monotonic() + 180
     while len(list((tmp_path / "sweep").glob("*/checkpoints/last.pt"))) < 2:  # both trials train
         assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()[-3000:]

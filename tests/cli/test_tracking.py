@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -17,7 +16,7 @@ from abe import PROJECT_ROOT
 from abe.commands.hydra_edge import check_command_line
 from abe.core.secrets import mask_secrets
 from abe.tracking.mlflow_run import flatten
-from tests.conftest import run_cli
+from tests.conftest import proc_stat, run_cli
 
 PENDULUM = ["env=pendulum", "trainer.num_envs=2", "trainer.eval_episodes=2", "trainer.progress_bar=false"]
 
@@ -189,9 +188,7 @@ def test_the_runs_of_one_process_get_helpers_forked_from_one_server(make_cfg, tm
     server = helper._server
     pids = [server.pid(t._helper._fork, timeout=60) for t in trackers]
     assert len(set(pids)) == 3
-    for pid in pids:  # field 4 of /proc/PID/stat: the parent's pid
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        assert int(stat.rsplit(")", 1)[1].split()[1]) == server.process.pid
+    assert all(int(proc_stat(pid)[1]) == server.process.pid for pid in pids)  # the server's children
     for i, tracker in enumerate(trackers):
         tracker.log_metrics({"eval/return_mean": float(i)}, step=1)
         tracker.finish(None, tmp_path / f"run{i}", "FINISHED")

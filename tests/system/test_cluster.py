@@ -20,7 +20,7 @@ from abe import PROJECT_ROOT
 from abe.sweeps.pruning import FAIL_ATTR, JOB_ATTR, RAY_NODE_ATTR
 from tests.cli.test_optuna import SMALL, States
 from tests.cli.test_readme import readme_commands
-from tests.conftest import USER_DIR, MlflowServer, free_port, run_cli
+from tests.conftest import USER_DIR, MlflowServer, free_port, proc_stat, run_cli
 
 pytestmark = pytest.mark.slow  # real engines: a Ray cluster, loky and submitit workers
 
@@ -172,10 +172,8 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
 
 def session_of(pid: int) -> int | None:
     """The session id of a process of this machine (None once it is gone)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])  # state ppid pgrp session
-    except (OSError, ValueError):
-        return None
+    stat = proc_stat(pid)
+    return int(stat[3]) if stat else None
 
 
 def kill_session(sid: int) -> None:
@@ -188,8 +186,8 @@ def kill_session(sid: int) -> None:
 
 
 def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_on(tmp_path):
-    """Two nodes of two CPUs, one trial per node; the worker node (its raylet and the trial's
-    process) killed outright while both trials train: that trial FAIL with Ray's NodeDiedError,
+    """Two nodes of two CPUs, one trial per node; the worker node (all its processes: raylet,
+    the trial's worker) killed outright while its trial trains: that trial FAIL with Ray's NodeDiedError,
     its MLflow run KILLED, the sweep goes on to its third trial on the node left, nothing RUNNING."""
     ray = str(Path(sys.executable).parent / "ray")
     port, home = free_port(), tmp_path / "home"
