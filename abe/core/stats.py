@@ -49,12 +49,12 @@ def interval(
     (`np.random.choice` in `update_indices`) and ignores its `random_state`: abe seeds
     the global RNG for the call and puts its state back afterwards (training draws from
     it too). tests/unit/test_stats.py checks both."""
+    if len(values) < 2:  # before the import: rliable (and the arch it imports) takes a second
+        value = statistic(values)
+        return value, value
     from rliable import library
 
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every call at INFO
-    if len(values) < 2:
-        value = statistic(values)
-        return value, value
     saved = np.random.get_state()
     np.random.seed(seed)
     try:

@@ -21,12 +21,14 @@ def make_tracker(
     """The tracker `cfg.logger` asks for; `resume_run_id` continues that MLflow run.
 
     MLflow works in a helper process (abe.tracking.helper). With a store the user named
-    (a server, PostgreSQL) the run starts before this returns, so a store that refuses
-    it fails the command before training; the embedded store starts in the background.
+    (a server, PostgreSQL) a run without a parent starts before this returns, so a store
+    that refuses it fails the command before training. Other runs start in the background:
+    the embedded store, and a run nested under a parent run (a sweep's trial, a seed of a
+    K-seed job: its store has just taken the parent), so K seeds' runs start side by side.
     """
     if not cfg.logger.tracking:
         return NullTracker()
     from abe.tracking.helper import BackgroundTracker
 
-    wait = bool(user_tracking_uri(cfg.logger))
+    wait = bool(user_tracking_uri(cfg.logger)) and parent_run_id is None
     return BackgroundTracker(cfg, run_dir, overrides, device, parent_run_id, resume_run_id, wait=wait)

@@ -275,6 +275,7 @@ def serve_forks(fd: int) -> None:
     from abe.tracking.mlflow_run import MlflowTracker
 
     float_fingerprint()  # imports torch, as the run's tags need
+    MlflowTracker.warm_up_store()
     MlflowTracker.warm_up_model_logging()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the helpers as they end
     while True:

@@ -127,6 +127,7 @@ def test_two_parallel_workers_record_every_trial_once(tmp_path):
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner=none",
         "hydra.sweeper.params.network.width=choice(32,48)",
+        "trainer.eval_every=2048",  # no pruner: the evaluations before the last only cost
     )
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert all(t.state == States.COMPLETE for t in study.trials)
@@ -143,14 +144,15 @@ def test_two_parallel_workers_record_every_trial_once(tmp_path):
 def test_a_seed_robust_sweep_confirms_its_best_configurations_on_held_out_seeds(tmp_path):
     proc, study = sweep(
         tmp_path,
-        "hydra/launcher=joblib",  # trials and confirmations two at a time
-        "hydra.launcher.n_jobs=2",
-        "hydra.sweeper.n_jobs=2",
+        # one at a time, in the sweep's process: joblib's two worker processes would each
+        # import the whole stack (the slots run confirmations as they run trials, and
+        # test_two_parallel_workers_record_every_trial_once runs them through joblib)
         "n_seeds=2",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.pruner=none",
         "hydra.sweeper.confirm_top=2",
         "hydra.sweeper.confirm_seeds=3",
+        "trainer.eval_every=2048",  # the objective is the last evaluation's: fewer before it
     )
     assert [t.state for t in study.trials] == [States.COMPLETE] * 3
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())

@@ -86,7 +86,7 @@ def test_an_interrupted_population_ends_its_runs_and_resumes_to_the_end(tmp_path
     store, sweep_dir = tmp_path / "store", tmp_path / "sweep"
     command = [
         *POPULATION,
-        "trainer.total_steps=15360",
+        "trainer.total_steps=6144",  # stopped after 1024 of them
         f"logger.store_dir={store}",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -105,7 +105,7 @@ def test_an_interrupted_population_ends_its_runs_and_resumes_to_the_end(tmp_path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for seed in (0, 1, 2):
         result = json.loads((job / f"seed_{seed}" / "result.json").read_text())
-        assert result["env_steps"] == 15360 and result["schedule"][0][0] == 0
+        assert result["env_steps"] == 6144 and result["schedule"][0][0] == 0
     assert json.loads((job / "result.json").read_text())["seeds"] == [0, 1, 2]
     _, runs = runs_of(store)
     assert {r.info.status for r in runs if r.data.tags.get("abe.sweep") != "parent"} == {"FINISHED"}
