@@ -40,22 +40,24 @@ def make_cfg():
 # long file running alone (xdist's own order, by number of tests, is switched off in
 # pyproject.toml). From the suite's --durations, longest first.
 LONGEST_FIRST = (
-    "system/test_cluster.py",
     "cli/test_faults.py",
+    "system/test_cluster.py",
     "cli/test_optuna.py",
-    "cli/test_commands.py",
     "cli/test_readme.py",
     "system/test_learning.py",
+    "cli/test_commands.py",
     "cli/test_tracking.py",
     "cli/test_resume.py",
-    "system/test_mlflow_ui.py",
-    "cli/test_bad_input.py",
+    "cli/test_pbt_sweep.py",
     "cli/test_sweeps.py",
-    "cli/test_run_cli.py",
     "unit/test_bench.py",
+    "cli/test_run_cli.py",
+    "system/test_mlflow_ui.py",
     "unit/test_training.py",
-    "unit/test_fast.py",
+    "unit/test_pbt.py",
+    "cli/test_bad_input.py",
     "unit/test_config.py",
+    "unit/test_fast.py",
 )
 
 

@@ -39,7 +39,14 @@ def test_a_tracking_server_killed_mid_run_loses_nothing_and_sync_completes_the_r
     run_dir = tmp_path / "run"
     try:
         training = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "run.py"), *PENDULUM, *tracked_at(server.url, run_dir)],
+            # evaluations at 10k steps (then the server is killed), 20k and 30k (kept offline)
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "run.py"),
+                *PENDULUM,
+                "trainer.total_steps=30000",
+                *tracked_at(server.url, run_dir),
+            ],
             cwd=USER_DIR,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
