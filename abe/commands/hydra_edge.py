@@ -141,9 +141,9 @@ def _check_sweep(overrides: list[str], config_dir: Path, config_name: str, joins
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     composed = compose(fixed, config_dir, config_name, with_hydra=True)
-    cfg = to_config(OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"]))
-    sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
     job = OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"])
+    cfg = to_config(job)
+    sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
     params = composed.hydra.sweeper.get("params") or {}
     _check_sweep_values(parser, sweeps, fixed, params, job, config_dir, config_name)
     _check_sweeper(overrides, composed, joins_study)

@@ -8,8 +8,9 @@ store.
 
 A job has one helper per MLflow run (a sweep trial with K seeds: K + 1 runs), each
 forked from one helper server (`prewarm()`, started when run.py starts) that has done
-the imports and MLflow's one-time model-saving setup once, which a fresh interpreter
-per run paid again (~3.4 s of CPU per run: docs/benchmarks.md "Tracking cost").
+the imports (MLflow, its SQL store, torch) and MLflow's one-time model-saving setup
+once, which a fresh interpreter per run paid again (~3.4 s of CPU per run:
+docs/benchmarks.md "Tracking cost"); a forked helper starts its run in ~0.2 s.
 
 A helper also ends its run when the training process dies without saying how (kill
 -9, out of memory): it sees the socket close and marks the run KILLED, so no run stays
