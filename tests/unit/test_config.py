@@ -154,3 +154,22 @@ def test_the_slurm_preset_is_the_submitit_launcher_with_abes_defaults():
         120,
         3,
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["lr=1e-3", "gamma=0.99", "network.width=48", "trainer.total_steps=2048", "algo.lr_decay=false", "seed=7"],
+)
+def test_a_sweep_value_set_on_one_composition_is_the_config_composing_gives(value):
+    # run.py checks a sweep's values by setting each on the fixed overrides' composition
+    # (hydra_edge._with_value) instead of composing again: the same typed config
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from abe.commands.hydra_edge import _with_value, compose, to_config
+
+    fixed = ["env=halfcheetah", "optimizer=adam"]
+    job = OmegaConf.masked_copy(composed := compose(fixed, with_hydra=True), [k for k in composed if k != "hydra"])
+    override = OverridesParser.create().parse_override(value)
+    assert _with_value(job, override, CONFIG_DIR) == to_config(compose([*fixed, value]))
+    assert _with_value(job, OverridesParser.create().parse_override("env=hopper"), CONFIG_DIR) is None  # a group
