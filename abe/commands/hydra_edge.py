@@ -169,6 +169,9 @@ def _check_sweep_values(
             fail(f"{ex} (a value of the sweep {override.input_line})")
 
 
+_ABSENT = object()
+
+
 def _with_value(job: DictConfig, override, config_dir: Path) -> Config | None:
     """The typed config of `job` with one plain key set to the override's value, as
     composing the fixed overrides plus this one gives it, without composing again (a
@@ -184,9 +187,6 @@ def _with_value(job: DictConfig, override, config_dir: Path) -> Config | None:
     changed = copy.deepcopy(job)
     OmegaConf.update(changed, key, override.value(), merge=False)
     return to_config(changed)
-
-
-_ABSENT = object()
 
 
 def sweep_candidates(override) -> list[tuple[object, str]]:

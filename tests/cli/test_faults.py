@@ -16,14 +16,9 @@ from abe import PROJECT_ROOT
 from abe.sweeps.pruning import JOB_ATTR
 from tests.conftest import TINY, USER_DIR, MlflowServer, free_port, run_cli, run_module, start_cli
 
-PENDULUM = [
-    "env=pendulum",
-    "trainer.total_steps=100000",
-    "trainer.num_envs=8",
-    "trainer.eval_every=10000",
-    "trainer.eval_episodes=2",
-    "trainer.progress_bar=false",
-]
+PENDULUM = ["env=pendulum", "trainer.num_envs=8", "trainer.eval_episodes=2", "trainer.progress_bar=false"]
+# One tracked run: evaluations at 10k steps (where the server-kill test kills the server), 20k and 30k.
+TRACKED_RUN = [*PENDULUM, "trainer.total_steps=30000", "trainer.eval_every=10000"]
 
 # Trials of a few hundred steps: two sweepers then write to the study and the store
 # almost all the time, the worst case for sqlite's one-writer lock.
@@ -39,14 +34,7 @@ def test_a_tracking_server_killed_mid_run_loses_nothing_and_sync_completes_the_r
     run_dir = tmp_path / "run"
     try:
         training = subprocess.Popen(
-            # evaluations at 10k steps (then the server is killed), 20k and 30k (kept offline)
-            [
-                sys.executable,
-                str(PROJECT_ROOT / "run.py"),
-                *PENDULUM,
-                "trainer.total_steps=30000",
-                *tracked_at(server.url, run_dir),
-            ],
+            [sys.executable, str(PROJECT_ROOT / "run.py"), *TRACKED_RUN, *tracked_at(server.url, run_dir)],
             cwd=USER_DIR,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -129,7 +117,7 @@ def test_sync_needs_a_target():
 
 def test_a_tracking_server_down_at_start_is_one_line_and_no_run(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    proc = run_cli(*PENDULUM, *tracked_at(url, tmp_path / "run"))
+    proc = run_cli(*TRACKED_RUN, *tracked_at(url, tmp_path / "run"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr == (
         f"error: logger.tracking_uri: no MLflow server answers at {url} (ConnectionError); start one with "
