@@ -6,13 +6,12 @@ is allowed."""
 from __future__ import annotations
 
 import copy
-import os
 import re
 import signal
 import sys
-import warnings
 from pathlib import Path
 
+from hydra.core.config_store import ConfigStore
 from hydra.errors import (
     ConfigCompositionException,
     HydraException,
@@ -27,6 +26,45 @@ from abe.core.errors import ConfigError, first_line
 from abe.core.schema import Config, LoggerConfig
 
 EXIT_BAD_INPUT = 2
+
+# Config keys whose value is an open mapping (gymnasium.make's keywords, extra MLflow
+# tags): `env.kwargs.ctrl_cost_weight=0.05` adds a key, no `+` needed. Hydra's struct
+# mode refuses a new key except under a node whose struct flag is off, and YAML cannot
+# set a flag: conf/config.yaml's defaults list names this node, whose flags Hydra's merge
+# keeps. Launchers hand the ConfigStore to their workers.
+OPEN_MAPPINGS = ("env.kwargs", "logger.tags")
+
+
+# A saved job config (RUN_DIR/.hydra/config.yaml) has none of abe's Hydra settings (run
+# dirs under outputs/runs, the console format, the sweep callback): Hydra alone would
+# re-run it in its own `outputs/<date>/<time>/`. Every run dir gets RERUN_CONFIG beside
+# it, which composes the saved config onto them:
+#   python run.py --config-path RUN_DIR/.hydra --config-name rerun
+RERUN_CONFIG = "rerun"
+
+
+def _store_nodes() -> None:
+    """The configs that conf/config.yaml and every RERUN_CONFIG name in their defaults."""
+    store = ConfigStore.instance()
+    mappings = OmegaConf.create({})
+    for key in OPEN_MAPPINGS:
+        OmegaConf.update(mappings, key, {}, force_add=True)
+        OmegaConf.set_struct(OmegaConf.select(mappings, key), False)
+    store.store(name="abe_open_mappings", node=mappings, replace=True)  # again in a launcher worker
+    store.store(name="abe_hydra", node={"hydra": OmegaConf.load(CONFIG_DIR / "config.yaml").hydra}, replace=True)
+
+
+_store_nodes()
+
+
+def write_rerun_config(folder: Path) -> None:
+    """`folder`/rerun.yaml, beside the saved config.yaml it re-runs."""
+    text = (
+        f"# python run.py --config-path {folder} --config-name {RERUN_CONFIG}\n"
+        "# re-runs config.yaml (this folder) with abe's Hydra settings (abe/commands/hydra_edge.py)\n"
+        "defaults:\n  - config\n  - abe_open_mappings\n  - abe_hydra\n  - _self_\n"
+    )
+    (folder / f"{RERUN_CONFIG}.yaml").write_text(text)
 
 
 def fail(message: str) -> None:
@@ -99,7 +137,7 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
     """
     from abe.core.compat import hydra_args_parser
 
-    args, _ = hydra_args_parser().parse_known_args(hydra_args(sys.argv[1:] if argv is None else argv))
+    args, _ = hydra_args_parser().parse_known_args(search_space_args(sys.argv[1:] if argv is None else argv))
     if args.help or args.hydra_help or args.shell_completion or args.info:
         return None
     config_dir = Path(args.config_dir or args.config_path or CONFIG_DIR)
@@ -263,78 +301,16 @@ def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | Non
         return None
 
 
-# Hydra 1.4 instantiates `hydra.callbacks` without an execution whitelist and warns
-# about every target. abe's config names one, its own; other targets still warn.
-# PYTHONWARNINGS carries the filter into joblib worker processes.
-_OWN_CALLBACK_WARNING = "hydra.utils.instantiate() resolved _target_='abe.tracking.sweep_parent.MlflowSweepCallback'"
-
-
-def trust_own_callback() -> None:
-    warnings.filterwarnings("ignore", message=re.escape(_OWN_CALLBACK_WARNING))
-    extra = f"ignore:{_OWN_CALLBACK_WARNING}"
-    current = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = f"{current},{extra}" if current else extra
-
-
 _SEARCH_SPACE_ARG = re.compile(r"^hydra\.sweeper\.params\.(?P<key>[\w.]+)=(?P<quote>['\"]?)(?P<value>.*)(?P=quote)$")
-
-
-# Config keys whose value is an open mapping: Hydra's struct mode refuses a new key in
-# them (`env.kwargs.ctrl_cost_weight=0.05` or `env.kwargs={ctrl_cost_weight: 0.05}`)
-# unless the override says `++`; run.py adds it.
-OPEN_MAPPINGS = ("env.kwargs", "logger.tags")
-_OPEN_MAPPING_ARG = re.compile(r"^(?P<key>(?:" + "|".join(map(re.escape, OPEN_MAPPINGS)) + r")(?:\.[\w-]+)*)=")
-
-
-def open_mapping_args(argv: list[str]) -> list[str]:
-    """`env.kwargs.ctrl_cost_weight=0.05` -> `++env.kwargs.ctrl_cost_weight=0.05` (keys
-    that already carry a `+`, `++` or `~` are left as they are)."""
-    return [_OPEN_MAPPING_ARG.sub(r"++\g<key>=", arg) for arg in argv]
-
-
-def hydra_args(argv: list[str]) -> list[str]:
-    """run.py's command line as Hydra must read it (the rewrites below; idempotent)."""
-    return saved_config_args(open_mapping_args(search_space_args(argv)))
-
-
-def with_abe_hydra_settings(saved: DictConfig, folder: Path) -> Path:
-    """`folder`/config.yaml: a saved job config plus abe's own Hydra settings (run dirs
-    under outputs/runs, console format, the sweep callback): a saved config has none."""
-    ours = OmegaConf.load(CONFIG_DIR / "config.yaml")
-    folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.merge({"hydra": ours.hydra}, saved), folder / "config.yaml")
-    return folder
-
-
-def saved_config_args(argv: list[str]) -> list[str]:
-    """`--config-path RUN_DIR/.hydra --config-name config` re-runs a saved config; without
-    abe's Hydra settings the run would land in Hydra's `outputs/<date>/<time>/` and log in
-    Hydra's format. The path then names a temporary copy with them."""
-    for flag in ("--config-path", "-cp"):
-        if flag in argv[:-1]:
-            where = argv.index(flag) + 1
-            saved = Path(argv[where]) / "config.yaml"
-            if not saved.is_file() or Path(argv[where]).resolve() == CONFIG_DIR.resolve():
-                return argv
-            try:
-                cfg = OmegaConf.load(saved)
-            except Exception:  # Hydra reports what is wrong with it
-                return argv
-            if not isinstance(cfg, DictConfig) or "hydra" in cfg or "defaults" in cfg:
-                return argv
-            import tempfile
-
-            folder = with_abe_hydra_settings(cfg, Path(tempfile.mkdtemp(prefix="abe-rerun-")))
-            return [*argv[:where], str(folder), *argv[where + 1 :]]
-    return argv
 
 
 def search_space_args(argv: list[str]) -> list[str]:
     """`hydra.sweeper.params.network.width=choice(64,128)` -> `network.width=choice(64,128)`.
 
-    Hydra refuses sweep syntax inside its own config, and `hydra.sweeper.params` cannot
-    hold a dotted key from the command line; hydra-optuna-sweeper reads a sweep override
-    of the key itself as the same search-space entry (command line over config)."""
+    The one rewrite of run.py's command line, for a spelling users asked for (issue 4)
+    that Hydra refuses before any plugin sees it: sweep syntax inside its own config, and
+    a dotted key under `hydra.sweeper.params`. The sweeper reads a sweep override of the
+    key itself as the same search-space entry (command line over config)."""
     return [_SEARCH_SPACE_ARG.sub(r"\g<key>=\g<value>", arg) for arg in argv]
 
 
@@ -389,13 +365,12 @@ def terminate_as_interrupt(signum, frame) -> None:
 
 def launch(main) -> None:
     """`run.py`'s entry: check the command line, run Hydra, end quietly on Ctrl-C."""
-    sys.argv = [sys.argv[0], *hydra_args(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *search_space_args(sys.argv[1:])]
     cfg = check_command_line()
     if cfg is not None and cfg.logger.tracking:
         from abe.tracking.helper import prewarm
 
         prewarm()  # MLflow imports in a helper process while this one starts training
-    trust_own_callback()
     from abe.tracking.sweep_parent import end_unfinished_parents
 
     # SIGTERM ends a run or a sweep as Ctrl-C does (the default would kill this process

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from abe import PROJECT_ROOT
-from abe.commands.hydra_edge import with_abe_hydra_settings
+from abe.commands.hydra_edge import RERUN_CONFIG, write_rerun_config
 from abe.commands.sources import open_default_store
 from abe.core.errors import ConfigError, first_line
 from abe.core.machine import differences
@@ -134,24 +134,14 @@ def reproduce(run_id: str, overrides: list[str], tracking_uri: str | None) -> in
             "runs (nested under it in the MLflow UI)"
         )
     cfg = load_saved_config(download(client, run_id, "hydra/config.yaml", "saved config"), run_id)
-    config_dir = with_abe_hydra_settings(cfg, Path(tempfile.mkdtemp(prefix="abe-reproduce-")))
     run_dir = Path("outputs") / "reproduce" / run_id / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"reproducing run {run_id} ({source.info.run_name}) from its saved config")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "run.py"),
-            "--config-path",
-            str(config_dir),
-            "--config-name",
-            "config",
-            "logger.name=mlflow",
-            f"logger.tracking_uri={uri}",
-            f"++logger.tags.reproduces={run_id}",
-            f"hydra.run.dir={run_dir}",
-            *overrides,
-        ]
-    )
+    with tempfile.TemporaryDirectory(prefix="abe-reproduce-") as folder:
+        OmegaConf.save(cfg, Path(folder) / "config.yaml")
+        write_rerun_config(Path(folder))
+        command = ["--config-path", folder, "--config-name", RERUN_CONFIG, f"hydra.run.dir={run_dir}"]
+        tracking = ["logger.name=mlflow", f"logger.tracking_uri={uri}", f"logger.tags.reproduces={run_id}"]
+        proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *command, *tracking, *overrides])
     if proc.returncode != 0:
         return proc.returncode
     result = json.loads((run_dir / "result.json").read_text())

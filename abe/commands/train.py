@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from abe.agent.agent import resolve_device
-from abe.commands.hydra_edge import check_runtime, fail, terminate_as_interrupt, to_config
+from abe.commands.hydra_edge import check_runtime, fail, terminate_as_interrupt, to_config, write_rerun_config
 from abe.core import stats
 from abe.core.errors import ConfigError, TrainingDiverged, TrialEndedElsewhere
 from abe.core.files import WriteFailed
@@ -51,6 +51,8 @@ def run_job(raw: DictConfig) -> float:
         fail(str(ex))
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.output_subdir is not None:  # where Hydra saved the job's config
+        write_rerun_config(run_dir / hydra_cfg.output_subdir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     reporter = None
     if multirun:
@@ -82,6 +84,7 @@ def run_job(raw: DictConfig) -> float:
 def _save_config(cfg: Config, run_dir: Path) -> None:
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra" / "config.yaml").write_text(cfg.to_yaml())
+    write_rerun_config(run_dir / ".hydra")
 
 
 class Job:

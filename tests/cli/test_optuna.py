@@ -43,6 +43,9 @@ def sweep(tmp_path, *extra, name="sweep"):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # run.py names abe's callback in Hydra's execution whitelist and registers its
+    # ConfigStore nodes once per process: neither warns, in this process or a worker
+    assert "execution_whitelist" not in proc.stderr and "already registered" not in proc.stderr, proc.stderr[-3000:]
     study = optuna.load_study(study_name="lr_gamma-Pendulum-v1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     return proc, study
 

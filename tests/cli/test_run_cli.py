@@ -72,7 +72,7 @@ def test_rerun_from_the_saved_config_reproduces_the_returns(tracked_run, tmp_pat
         "--config-path",
         str(run_dir / ".hydra"),
         "--config-name",
-        "config",
+        "rerun",
         "logger.name=none",
         f"hydra.run.dir={tmp_path / 'again'}",
     )
@@ -83,19 +83,27 @@ def test_rerun_from_the_saved_config_reproduces_the_returns(tracked_run, tmp_pat
 
 
 def test_a_rerun_from_a_saved_config_keeps_abes_run_dirs_and_log_format(tracked_run):
-    # Before: Hydra's own defaults, `outputs/<date>/<time>/` and its [time][module] log lines.
+    # Hydra alone re-runs a saved config.yaml in `outputs/<date>/<time>/` with its
+    # [time][module] log lines; rerun.yaml beside it adds abe's settings and open mappings.
     _, run_dir, _ = tracked_run
-    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "--cfg", "hydra")
+    rerun = ["--config-path", str(run_dir / ".hydra"), "--config-name", "rerun"]
+    proc = run_cli(*rerun, "env.kwargs.g=9.0", "--cfg", "all")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    hydra = OmegaConf.create(proc.stdout).hydra
+    printed = OmegaConf.create(proc.stdout)
+    hydra = printed.hydra
     assert OmegaConf.to_container(hydra.run)["dir"] == "outputs/runs/${now:%Y-%m-%d}/${now:%H-%M-%S}_${env.id}"
     assert hydra.job_logging.formatters.console.format == "%(message)s"
     assert "mlflow_sweep" in hydra.callbacks
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert printed.env.kwargs == {**saved.env.kwargs, "g": 9.0}
+    assert OmegaConf.masked_copy(printed, [k for k in saved if k != "env"]) == OmegaConf.masked_copy(
+        saved, [k for k in saved if k != "env"]
+    )
 
 
 def test_group_override_on_a_saved_config_is_explained(tracked_run):
     _, run_dir, _ = tracked_run
-    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "config", "logger=none")
+    proc = run_cli("--config-path", str(run_dir / ".hydra"), "--config-name", "rerun", "logger=none")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: logger: got 'none' instead of a section of keys")
 
