@@ -1,27 +1,17 @@
-"""The MLflow tracker in a helper process, so tracking costs training almost nothing.
+"""The MLflow tracker in a helper process, so tracking costs training almost nothing
+(docs/tracking.md; costs measured in docs/benchmarks.md, "Tracking cost").
 
-Importing MLflow and torch and opening MLflow's SQLAlchemy store take seconds, most of
-what tracking costs a run (bench/tracking_overhead.py). So MLflow works in a helper
-process on the other core: training sends params, metrics, the model and the
-artifacts down a socket and only waits at the end, until the run is complete in the
-store.
+Training sends params, metrics, the model and the artifacts down a socket and waits only
+at the end, until the run is complete in the store. Each MLflow run gets a helper forked
+from one helper server (`prewarm()`, started with run.py) that has imported MLflow and
+torch and warmed MLflow's store and model saving once.
 
-A job has one helper per MLflow run (a sweep trial with K seeds: K + 1 runs), each
-forked from one helper server (`prewarm()`, started when run.py starts) that has done
-the imports (MLflow, its SQL store, torch) and MLflow's one-time model-saving setup
-once, which a fresh interpreter per run paid again (~3.4 s of CPU per run:
-docs/benchmarks.md "Tracking cost"); a forked helper starts its run in ~0.2 s.
-
-A helper also ends its run when the training process dies without saying how (kill
--9, out of memory): it sees the socket close and marks the run KILLED, so no run stays
-RUNNING. Ctrl-C reaches the whole process group; the helpers ignore it and wait for
-the training process to send the KILLED status. The server ends when the training
-process does, once its helpers have ended.
-
-Every message is also kept in the run dir's journal (abe.tracking.journal) until the
-run is complete in the store; when the tracking server stops answering, the helper
-says so in one line, stops calling it, and keeps the rest of the run there for
-`python -m abe sync`.
+A helper ends its run KILLED when the training process dies without saying how (kill -9,
+out of memory): it sees the socket close. Ctrl-C reaches the whole process group; the
+helpers ignore it and wait for the training process to send the KILLED status. Every
+message is also kept in the run dir's journal (abe.tracking.journal) until the run is
+complete in the store; when the tracking server stops answering, the helper says so in
+one line and keeps the rest of the run there for `python -m abe sync`.
 """
 
 from __future__ import annotations
@@ -70,71 +60,25 @@ class _HelperServer:
         )
         theirs.close()
         self.control = ours
-        self.forks = 0
-        self._pids: list[int] = []
-        self._unread = b""
         atexit.register(self.close)
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def fork(self) -> _Helper:
-        """A new helper, talking on its own socket (it runs once the server has imported)."""
+    def fork(self) -> Connection:
+        """The socket to a new helper (it runs once the server has imported)."""
         ours, theirs = socket.socketpair()
         try:
             socket.send_fds(self.control, [b"f"], [theirs.fileno()])
         finally:
             theirs.close()
-        self.forks += 1
-        self._read_pids(self.forks, timeout=0)  # what has come: the server never blocks on a full socket
-        return _Helper(Connection(ours.detach()), self, self.forks - 1)
-
-    def pid(self, fork: int, timeout: float) -> int | None:
-        """The process id of the `fork`-th helper (None if the server does not say in time)."""
-        self._read_pids(fork + 1, timeout)
-        return self._pids[fork] if len(self._pids) > fork else None
-
-    def _read_pids(self, count: int, timeout: float) -> None:
-        """Read the helpers' pids the server sent, one per line, until there are `count`."""
-        self.control.settimeout(timeout)
-        try:
-            while len(self._pids) < count:
-                data = self.control.recv(4096)
-                if not data:  # the server ended
-                    break
-                *lines, self._unread = (self._unread + data).split(b"\n")
-                self._pids += [int(line) for line in lines]
-        except OSError:  # nothing more within the timeout
-            pass
-        finally:
-            self.control.settimeout(None)
+        return Connection(ours.detach())
 
     def close(self) -> None:
         """End the server (it waits for its helpers first), so no process outlives this one."""
         self.control.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=SERVER_EXIT_TIMEOUT_S)
-
-
-class _Helper:
-    """One forked helper: the socket to it, and how to stop it."""
-
-    def __init__(self, conn: Connection, server: _HelperServer, fork: int):
-        self.conn, self._server, self._fork = conn, server, fork
-
-    def kill(self) -> None:
-        pid = self._server.pid(self._fork, timeout=5)
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-    def close(self, timeout: float) -> None:
-        """Close the socket once the helper has ended (it closes its end as it exits)."""
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(EOFError, OSError):
-            while self.conn.poll(max(0.0, deadline - time.monotonic())):
-                self.conn.recv_bytes()
-        self.conn.close()
 
 
 _server: _HelperServer | None = None
@@ -148,7 +92,7 @@ def prewarm() -> None:
         _server = _HelperServer()
 
 
-def _take_helper() -> _Helper:
+def _take_helper() -> Connection:
     global _server
     prewarm()
     try:
@@ -194,9 +138,9 @@ class BackgroundTracker:
         resume_run_id: str | None = None,
         wait: bool = False,
     ):
-        self._helper = _take_helper()
-        self._conn = self._helper.conn
+        self._conn = _take_helper()
         self._run_id: str | None = None
+        self.helper_pid: int | None = None  # known once the run has started
         self._start_error: Exception | None = None
         command = user_command(overrides)
         start = (cfg.to_dict(), str(run_dir), overrides, parent_run_id, resume_run_id, device, command)
@@ -210,7 +154,7 @@ class BackgroundTracker:
             raise self._start_error
         if self._run_id is None:
             try:
-                self._run_id = self._reply("started")
+                self._run_id, self.helper_pid = self._reply("started")
             except (ConfigError, WriteFailed) as ex:  # the store refused the run, or its journal: none to end
                 self._start_error = ex
                 raise
@@ -252,7 +196,8 @@ class BackgroundTracker:
             _ = self.run_id
             _send(self._conn, ("finish", (result, run_dir, status, error)))
             if not self._conn.poll(FINISH_TIMEOUT_S):  # the helper's calls are bounded: this is a hang
-                self._helper.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.helper_pid, signal.SIGKILL)
                 print(
                     f"logger: MLflow did not complete the run within {FINISH_TIMEOUT_S} s; it is kept in "
                     f"{run_dir}: `python -m abe sync {run_dir}` completes it in the store",
@@ -262,7 +207,11 @@ class BackgroundTracker:
             if self._reply(("finished", "kept")) is not None:
                 print(f"logger: run kept in {run_dir}/.tracking: `python -m abe sync {run_dir}`", file=sys.stderr)
         finally:
-            self._helper.close(timeout=60)
+            deadline = time.monotonic() + 60  # close once the helper has (it closes its end as it exits)
+            with contextlib.suppress(EOFError, OSError):
+                while self._conn.poll(max(0.0, deadline - time.monotonic())):
+                    self._conn.recv_bytes()
+            self._conn.close()
 
 
 def serve_forks(fd: int) -> None:
@@ -276,8 +225,7 @@ def serve_forks(fd: int) -> None:
     from abe.tracking.mlflow_run import MlflowTracker
 
     float_fingerprint()  # imports torch, as the run's tags need
-    MlflowTracker.warm_up_store()
-    MlflowTracker.warm_up_model_logging()
+    MlflowTracker.warm_up()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the helpers as they end
     while True:
         try:
@@ -286,14 +234,11 @@ def serve_forks(fd: int) -> None:
             break
         if not message:  # the training process ended
             break
-        pid = os.fork()
-        if pid == 0:
+        if os.fork() == 0:
             control.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _run_helper(fds[0])
         os.close(fds[0])
-        with contextlib.suppress(OSError):
-            control.sendall(f"{pid}\n".encode())
     with contextlib.suppress(ChildProcessError):
         while True:  # with SIGCHLD ignored, wait() returns once no helper is left
             os.wait()
@@ -352,7 +297,7 @@ def serve(conn: Connection) -> None:
         _send(conn, ("error", str(ex) if isinstance(ex, ConfigError) else f"logger: {first_line(ex)}"))
         return
     journal.append("started", tracker.run_id)
-    _send(conn, ("started", tracker.run_id))
+    _send(conn, ("started", (tracker.run_id, os.getpid())))
     _Session(conn, tracker, journal, Path(run_dir)).run()
 
 

@@ -35,24 +35,10 @@ class Tracker(Protocol):
     ) -> None: ...
 
 
-class NullTracker:
-    """`logger=none`: everything stays in the Hydra run dir."""
+class NullTracker(Tracker):
+    """`logger=none`: everything stays in the Hydra run dir (each call is the protocol's no-op)."""
 
     run_id = None
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
-    def log_model(self, model, input_example) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        pass
-
-    def finish(
-        self, result: TrainResult | JobResult | None, run_dir: Path, status: str, error: str | None = None
-    ) -> None:
-        pass
 
 
 def _seeds(cfg: Config) -> str:
@@ -83,14 +69,6 @@ def _git(*args: str) -> str:
         return ""
 
 
-def masked_copy(folder: Path, target: Path) -> Path:
-    """`folder`'s text files copied into `target` with passwords in URIs masked."""
-    for path in folder.iterdir():
-        if path.is_file():
-            (target / path.name).write_text(mask_secrets(path.read_text()))
-    return target
-
-
 class MlflowTracker:
     """One MLflow run: params and tags at the start, metrics as training goes, then
     artifacts and a final status (FINISHED, FAILED with the reason, or KILLED)."""
@@ -109,6 +87,7 @@ class MlflowTracker:
         import mlflow
 
         self.mlflow = mlflow
+        quiet_model_logging()
         client, experiment_id, uri = connect(cfg.logger)
         if resume_run_id:  # the same run goes on (status back to RUNNING)
             run = mlflow.start_run(run_id=resume_run_id)
@@ -159,39 +138,32 @@ class MlflowTracker:
         import torch
 
         # Requirements are given rather than inferred (inference re-imports the model: seconds).
-        with _no_pickle_warning():
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                serialization_format="pickle",
-                input_example=input_example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            serialization_format="pickle",
+            input_example=input_example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
 
     @staticmethod
-    def warm_up_store() -> None:
-        """Import MLflow's SQL store and map its tables, and import the git module MLflow
-        reads a run's commit with: most of what opening a store and starting a run cost
-        (~1.4 s of CPU). The helper server does this once, so that each helper it forks
-        starts its run without paying it again. No connection is opened here: a database
-        connection must not cross a fork."""
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    def warm_up() -> None:
+        """What opening a store, starting a run and the first `log_model` cost a process
+        (docs/benchmarks.md, "The store imported once"): MLflow's SQL store imported and
+        its tables mapped, the git module MLflow reads a commit with, torch, and MLflow's
+        one-time setup of saving a model. The helper server does it once, before it forks
+        helpers; it opens no connection, which must not cross a fork."""
+        import mlflow.pytorch
+        import mlflow.store.tracking.sqlalchemy_store
+        import numpy as np
+        import torch
         from sqlalchemy.orm import configure_mappers
 
         configure_mappers()
+        quiet_model_logging()
         with contextlib.suppress(ImportError):  # GitPython: without it MLflow skips its git tags
             import git  # noqa: F401
-
-    @staticmethod
-    def warm_up_model_logging() -> None:
-        """Import torch and do MLflow's one-time setup of saving a model (the first
-        `log_model` of a process costs ten times the later ones). The helper server
-        (abe.tracking.helper) does this once, before it forks helpers."""
-        import mlflow.pytorch
-        import numpy as np
-        import torch
-
-        with _no_pickle_warning(), tempfile.TemporaryDirectory(prefix="abe-warm-up-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="abe-warm-up-") as tmp:
             mlflow.pytorch.save_model(
                 torch.nn.Linear(1, 1),
                 f"{tmp}/model",
@@ -213,29 +185,21 @@ class MlflowTracker:
                     for name in ("result.json", "learning_curve.png"):
                         if (run_dir / name).exists():
                             shutil.copy2(run_dir / name, staged / name)
-                    if (run_dir / ".hydra").is_dir():
-                        masked_copy(run_dir / ".hydra", _folder(staged / "hydra"))  # passwords masked
+                    if (run_dir / ".hydra").is_dir():  # the saved configs, passwords in URIs masked
+                        (staged / "hydra").mkdir()
+                        for path in (p for p in (run_dir / ".hydra").iterdir() if p.is_file()):
+                            (staged / "hydra" / path.name).write_text(mask_secrets(path.read_text()))
                     checkpoint = getattr(result, "checkpoint", None)  # a K-seed job's run has none
                     if checkpoint and Path(checkpoint).exists():
-                        shutil.copy2(checkpoint, _folder(staged / "checkpoints"))
+                        (staged / "checkpoints").mkdir()
+                        shutil.copy2(checkpoint, staged / "checkpoints")
                     mlflow.log_artifacts(str(staged))
         finally:
             mlflow.end_run(status=status)
 
 
-@contextlib.contextmanager
-def _no_pickle_warning():
-    """The model is plain torch layers, pickled: it loads with torch alone (see
-    abe.export), so MLflow's warning about pickled custom code does not apply."""
-    quiet = logging.getLogger("mlflow.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        quiet.setLevel(level)
-
-
-def _folder(path: Path) -> Path:
-    path.mkdir()
-    return path
+def quiet_model_logging() -> None:
+    """The model is plain torch layers, pickled: it loads with torch alone (abe.agent.export),
+    so MLflow's warning about pickled custom code does not apply. Called by the processes
+    that track (the helpers, `python -m abe sync`), not by those that load models."""
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)

@@ -186,7 +186,7 @@ def test_the_runs_of_one_process_get_helpers_forked_from_one_server(make_cfg, tm
     cfg = make_cfg(*PENDULUM, f"logger.tracking_uri=sqlite:///{store}")
     trackers = [make_tracker(cfg, tmp_path / f"run{i}", [], "cpu") for i in range(3)]
     server = helper._server
-    pids = [server.pid(t._helper._fork, timeout=60) for t in trackers]
+    pids = [t.helper_pid for t in trackers if t.run_id]  # known once the run has started
     assert len(set(pids)) == 3
     assert all(int(proc_stat(pid)[1]) == server.process.pid for pid in pids)  # the server's children
     for i, tracker in enumerate(trackers):
@@ -203,6 +203,26 @@ def test_the_runs_of_one_process_get_helpers_forked_from_one_server(make_cfg, tm
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     helper._server = None
+
+
+def test_a_helper_that_hangs_at_the_end_is_killed_and_the_run_kept_for_sync(make_cfg, tmp_path, monkeypatch, capsys):
+    # A stopped helper stands for one whose MLflow calls hang: the run's end waits
+    # FINISH_TIMEOUT_S, no longer, kills it, and says how to complete the run.
+    from abe.tracking import helper, make_tracker
+
+    monkeypatch.setattr(helper, "FINISH_TIMEOUT_S", 2)
+    cfg = make_cfg(*PENDULUM, f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker = make_tracker(cfg, tmp_path / "run", [], "cpu")
+    assert tracker.run_id
+    os.kill(tracker.helper_pid, signal.SIGSTOP)
+    start = time.monotonic()
+    tracker.finish(None, tmp_path / "run", "FINISHED")
+    assert time.monotonic() - start < 30
+    assert f"`python -m abe sync {tmp_path / 'run'}` completes it in the store" in capsys.readouterr().err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{tracker.helper_pid}"):
+        time.sleep(0.1)  # killed; the server reaps it
+    assert not os.path.exists(f"/proc/{tracker.helper_pid}")
 
 
 def test_a_runs_source_and_command_tag_name_the_command_that_made_it(tracked_run):
