@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from abe import PROJECT_ROOT
 from abe.commands.hydra_edge import RERUN_CONFIG, write_rerun_config
@@ -26,13 +26,12 @@ from abe.tracking.lookup import download, get_run
 CONFIG_KEYS = {f.name for f in dataclasses.fields(Config)}
 
 
-def _targets(node, path: str = "") -> list[str]:
-    if isinstance(node, DictConfig):
-        found = [f"{path}{k}" for k in node if str(k).startswith("_")]
-        return found + [t for k, v in node.items_ex(resolve=False) for t in _targets(v, f"{path}{k}.")]
-    if isinstance(node, ListConfig):
-        return [t for i, v in enumerate(node) for t in _targets(v, f"{path}{i}.")]
-    return []
+def _entries(node: object, path: str = ""):
+    """(dotted key, unresolved value) of every entry of a plain container, nested ones too."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield f"{path}{key}", value
+        yield from _entries(value, f"{path}{key}.")
 
 
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
@@ -45,23 +44,6 @@ def _calls_a_resolver(raw: object) -> bool:
         return False
     references = _INTERPOLATION.findall(raw)
     return any(":" in r or "$" in r for r in references) or _INTERPOLATION.sub("", raw).count("${") > 0
-
-
-def _resolvers(node, path: str = "") -> list[str]:
-    """Dotted keys whose unresolved value calls a resolver."""
-    if isinstance(node, DictConfig):
-        items = [(str(k), node._get_node(k)) for k in node]
-    elif isinstance(node, ListConfig):
-        items = [(str(i), node._get_node(i)) for i in range(len(node))]
-    else:
-        return []
-    found = []
-    for key, child in items:
-        if isinstance(child, DictConfig | ListConfig):
-            found += _resolvers(child, f"{path}{key}.")
-        elif _calls_a_resolver(child._value()):
-            found.append(f"{path}{key}")
-    return found
 
 
 # Keyword arguments of an env that name files: a fetched config must not make abe read them.
@@ -94,13 +76,14 @@ def load_saved_config(path: Path, run_id: str) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"run {run_id}: its saved config is not a mapping of keys")
     extra = sorted(set(map(str, cfg.keys())) - CONFIG_KEYS)
-    special = _targets(cfg)
+    entries = list(_entries(OmegaConf.to_container(cfg, resolve=False)))
+    special = [key for key, _ in entries if key.rpartition(".")[2].startswith("_")]
     if extra or special:
         raise ConfigError(
             f"run {run_id}: its saved config has keys abe does not use ({', '.join(extra + special)}); "
             "refusing to run it"
         )
-    calls = _resolvers(cfg)
+    calls = [key for key, value in entries if _calls_a_resolver(value)]
     if calls:
         raise ConfigError(
             f"run {run_id}: its saved config calls resolvers ({', '.join(calls)}), which could read this machine; "

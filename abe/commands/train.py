@@ -25,7 +25,6 @@ from abe.core.processes import ENV_SWEEPER_PID, stop_when_orphaned
 from abe.core.result import JOB_OBJECTIVE, OBJECTIVE, JobResult, TrainResult
 from abe.core.schema import Config
 from abe.tracking import make_tracker
-from abe.tracking.mlflow_run import Tracker
 from abe.tracking.sweep_parent import parent_run_id
 from abe.training.callbacks import Callback, Checkpointer, MetricLogger, ModelExport, SteppingTag
 from abe.training.loop import train_seeds
@@ -45,10 +44,14 @@ def run_job(raw: DictConfig) -> float:
     up on new seeds.
     """
     try:
-        cfg = to_config(raw)
-        check_runtime(cfg)
-    except ConfigError as ex:
+        return _run_job(raw)
+    except ConfigError as ex:  # a bad value, or a tracking store that refused the run
         fail(str(ex))
+
+
+def _run_job(raw: DictConfig) -> float:
+    cfg = to_config(raw)
+    check_runtime(cfg)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.output_subdir is not None:  # where Hydra saved the job's config
@@ -59,11 +62,8 @@ def run_job(raw: DictConfig) -> float:
         from abe.sweeps.reporter import TrialReporter
 
         reporter = TrialReporter.for_this_job(cfg.trainer.total_steps, cfg.seed_statistic)
-    try:
-        parent = parent_run_id(hydra_cfg.sweep.dir) if multirun else None
-        job = Job(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
-    except ConfigError as ex:
-        fail(str(ex))
+    parent = parent_run_id(hydra_cfg.sweep.dir) if multirun else None
+    job = Job(cfg, run_dir, list(hydra_cfg.overrides.task), parent)
     done = threading.Event()  # a joblib job whose sweeper was killed outright stops itself
     sweeper = os.environ.get(ENV_SWEEPER_PID) if multirun else None
     if sweeper is not None:
@@ -71,8 +71,6 @@ def run_job(raw: DictConfig) -> float:
         stop_when_orphaned(int(sweeper), done, failed)
     try:
         value = job.run(callbacks=[reporter] if reporter else [])
-    except ConfigError as ex:  # the tracking store failed the run after it started
-        fail(str(ex))
     finally:
         done.set()
     if job.stopped_early and reporter is not None:
@@ -111,7 +109,8 @@ class Job:
             self.run_dirs = [run_dir / f"seed_{seed}" for seed in self.seeds]
             for member_cfg, seed_dir in zip(self.configs, self.run_dirs, strict=True):
                 _save_config(member_cfg, seed_dir)  # each seed re-runnable alone
-            job_run_id = _read(run_dir / JOB_RUN_ID_FILE) if resumes else None
+            saved_id = run_dir / JOB_RUN_ID_FILE
+            job_run_id = saved_id.read_text().strip() if resumes and saved_id.exists() else None
             self.job_tracker = make_tracker(cfg, run_dir, overrides, device, parent, job_run_id)
             parent = self.job_tracker.run_id
             if parent:
@@ -150,20 +149,14 @@ class Job:
             raise
         except (TrainingDiverged, WriteFailed) as ex:  # one line: the reason, or the path and what is wrong
             error = str(ex)
-            print(f"error: {ex}", file=sys.stderr)
-            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise
-            raise SystemExit(EXIT_TRAINING_FAILED) from None
+            _training_failed(ex)
         except Exception as ex:
             error = f"{type(ex).__name__}: {ex}"
             raise
         finally:
             unwritten = self._end_tracking(status, error)
         if unwritten is not None:  # the run's journal could not be written: its run ended FAILED
-            print(f"error: {unwritten}", file=sys.stderr)
-            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise unwritten
-            raise SystemExit(EXIT_TRAINING_FAILED)
+            _training_failed(unwritten)
         for result, run_dir in zip(results, self.run_dirs, strict=True):
             log.info(summary(result, run_dir, self.cfg))
         if self.job_result is None:
@@ -188,7 +181,7 @@ class Job:
         """Each seed's metrics, checkpoint and model to its own run; the statistics to the job's."""
         tracking: list[Callback] = []
         for member, tracker in enumerate(self.trackers):
-            tracking += [MetricLogger(tracker.log_metrics, member), Checkpointer(_run_id_of(tracker), member)]
+            tracking += [MetricLogger(tracker.log_metrics, member), Checkpointer(lambda t=tracker: t.run_id, member)]
             tracking.append(SteppingTag(tracker.set_tags, member))
             if self.cfg.logger.log_model:
                 tracking.append(ModelExport(tracker.log_model, member))
@@ -219,12 +212,13 @@ class Job:
 JOB_RUN_ID_FILE = "mlflow_job_run_id"
 
 
-def _read(path: Path) -> str | None:
-    return path.read_text().strip() if path.exists() else None
-
-
-def _run_id_of(tracker: Tracker):
-    return lambda: tracker.run_id
+def _training_failed(ex: Exception) -> None:
+    """One line on stderr; in a sweep the exception goes on to the sweeper, which records
+    the trial as failed and goes on; a single run exits."""
+    print(f"error: {ex}", file=sys.stderr)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ex
+    raise SystemExit(EXIT_TRAINING_FAILED) from None
 
 
 def _job_result(cfg: Config, results: list[TrainResult], run_id: str | None) -> JobResult:

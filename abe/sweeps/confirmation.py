@@ -10,8 +10,11 @@ seeds nor their envs' seeds (seed + i for env i) meet any tuning seed's.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import shlex
 from pathlib import Path
 
 import optuna
@@ -74,12 +77,21 @@ def read_returns(job_dir: Path) -> list[float]:
     return [float(v) for v in result.get("per_seed", [result[OBJECTIVE]])]
 
 
-def entry(trial: optuna.trial.FrozenTrial, seeds: list[int], returns: list[float]) -> dict:
+def job_value(job) -> object:
+    """A launched job's return value; raises what the job raised (Hydra's own "Error
+    executing job" lines are silenced: the sweeper says it in one)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return job.return_value
+
+
+def entry(number: int, params: dict, tuning_value: float, seeds: list[int], returns: list[float], **extra) -> dict:
+    """One confirmed configuration: its held-out returns and their statistics."""
     low, high = stats.interval(returns)
     return {
-        "trial": trial.number,
-        "params": dict(trial.params),
-        "tuning_value": float(trial.value),
+        "trial": number,
+        **extra,
+        "params": dict(params),
+        "tuning_value": float(tuning_value),
         "seeds": list(seeds),
         "returns": [round(r, 3) for r in returns],
         "mean": round(stats.mean(returns), 3),
@@ -88,12 +100,31 @@ def entry(trial: optuna.trial.FrozenTrial, seeds: list[int], returns: list[float
     }
 
 
+RESULTS_FILE = "optimization_results.yaml"
+
+
+def write_results(sweep_dir: Path, results: dict) -> None:
+    """A new optimization_results.yaml (a sweep dir used again loses the last sweep's)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / RESULTS_FILE).write_text(yaml.safe_dump(results, sort_keys=False))
+
+
+def update_results(sweep_dir: Path, **keys) -> None:
+    path = sweep_dir / RESULTS_FILE
+    write_results(sweep_dir, {**(yaml.safe_load(path.read_text()) if path.exists() else {}), **keys})
+
+
+def write_best_command(sweep_dir: Path, overrides: list[str], what: str) -> None:
+    """best_command.txt: the single run that trains `what`; also in the results file."""
+    command = shlex.join(["python", "run.py", *overrides])
+    (sweep_dir / "best_command.txt").write_text(command + "\n")
+    update_results(sweep_dir, best_command={"trains": what, "command": command})
+    log.info("re-train %s:\n  %s", what, command)
+
+
 def write_confirmation(rows: list[dict], sweep_dir: Path) -> None:
     """`confirmation:` in optimization_results.yaml (best first), a Markdown table and a plot."""
-    results_path = sweep_dir / "optimization_results.yaml"
-    results = yaml.safe_load(results_path.read_text()) if results_path.exists() else {}
-    results["confirmation"] = rows
-    results_path.write_text(yaml.safe_dump(results, sort_keys=False))
+    update_results(sweep_dir, confirmation=rows)
     lines = [
         "| rank | trial | params | tuning value | held-out returns | mean | IQM | 95% interval |",
         "| ---: | ---: | --- | ---: | --- | ---: | ---: | --- |",

@@ -9,26 +9,30 @@ an Optuna sweep confirms its picks, and `best_command.txt` re-trains it.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
-import shlex
 from pathlib import Path
 
-import yaml
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from abe.core import stats
 from abe.core.errors import ConfigError, SweepEnded, TrainingDiverged, first_line
 from abe.core.files import WriteFailed
 from abe.core.result import CONFIRMATION_TAG, OBJECTIVE
 from abe.core.schema import PBT_KEYS, PbtConfig
-from abe.sweeps.confirmation import check_confirmation, held_out_seeds, read_returns, write_confirmation
-from abe.sweeps.search_space import SearchSpace
+from abe.sweeps.confirmation import (
+    check_confirmation,
+    entry,
+    held_out_seeds,
+    job_value,
+    read_returns,
+    write_best_command,
+    write_confirmation,
+    write_results,
+)
+from abe.sweeps.search_space import SearchSpace, without_keys
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +138,7 @@ class PopulationSweep:
         overrides = [*fixed, f"n_seeds={self.population}", f"pbt={hydra_value(section)}"]
         (job,) = self.launcher.launch([overrides], initial_job_idx=0)
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # Hydra's "Error executing job ..." besides ours
-                _ = job.return_value  # raises what the job raised
+            job_value(job)
         except (TrainingDiverged, WriteFailed) as ex:  # the job said it in one line
             raise SweepEnded(f"the population failed: {ex}", said=True) from None
         except Exception as ex:
@@ -150,34 +153,25 @@ class PopulationSweep:
             "members": [describe(m) for m in members],
             "env_steps": sum(m["env_steps"] for m in members),
         }
-        write_results(results, sweep_dir)
+        write_results(sweep_dir, results)
         from abe.core.plots import population_plot
 
         population_plot(members, best["seed"], self.config.env.id, sweep_dir / "pbt_population.png")
         log.info("best member: seed %d, final eval return %.1f", best["seed"], best[OBJECTIVE])
         replay = self._replay(best, fixed) if self.confirm_seeds else None
-        single_run = self._without(fixed, ("hparams_search", "n_seeds", *PBT_KEYS))
-        command = shlex.join(["python", "run.py", *single_run, *replay_overrides(best)])
-        (sweep_dir / "best_command.txt").write_text(command + "\n")
-        what = "the best member's schedule, replayed from scratch"
-        results = {**results, "best_command": {"trains": what, "command": command}}
         if replay is not None:
             write_confirmation([replay], sweep_dir)
-            results["confirmation"] = [replay]
-        write_results(results, sweep_dir)
-        log.info("re-train %s:\n  %s", what, command)
-
-    @staticmethod
-    def _without(fixed: list[str], drop: tuple[str, ...]) -> list[str]:
-        """The command line's overrides less those of the keys `drop`."""
-        return [o for o in fixed if o.split("=")[0].lstrip("+~") not in drop]
+        single_run = without_keys(fixed, ("hparams_search", "n_seeds", *PBT_KEYS))
+        write_best_command(
+            sweep_dir, [*single_run, *replay_overrides(best)], "the best member's schedule, replayed from scratch"
+        )
 
     def _replay(self, best: dict, fixed: list[str]) -> dict | None:
         """The best member's schedule trained from scratch on held-out seeds: one K-seed job."""
         seeds = held_out_seeds(int(self.config.seed), self.confirm_seeds)
         log.info("replaying the best member's schedule on held-out seeds %d-%d", seeds[0], seeds[-1])
         overrides = [
-            *self._without(fixed, ("n_seeds", "seed", *PBT_KEYS)),  # the sweeper's options apply: hparams_search stays
+            *without_keys(fixed, ("n_seeds", "seed", *PBT_KEYS)),  # the sweeper's options apply: hparams_search stays
             *replay_overrides(best),
             f"seed={seeds[0]}",
             f"n_seeds={len(seeds)}",
@@ -185,28 +179,17 @@ class PopulationSweep:
         ]
         (job,) = self.launcher.launch([overrides], initial_job_idx=1)
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # Hydra's "Error executing job ..." besides ours
-                _ = job.return_value
+            job_value(job)
         except Exception as ex:
             log.warning("the replay on held-out seeds failed: %s", ex)
             return None
         returns = read_returns(Path(job.hydra_cfg.hydra.runtime.output_dir))
-        start = best["schedule"][0]
-        low, high = stats.interval(returns)
-        row = {
-            "trial": best["seed"],
-            "label": f"member seed {best['seed']}",
-            "params": {"lr": start[1], "gamma": start[2], "changes": len(best["schedule"]) - 1},
-            "tuning_value": float(best[OBJECTIVE]),
-            "seeds": seeds,
-            "returns": [round(r, 3) for r in returns],
-            "mean": round(stats.mean(returns), 3),
-            "iqm": round(stats.iqm(returns), 3),
-            "ci95": [round(low, 3), round(high, 3)],
-        }
+        _, lr, gamma = best["schedule"][0]
+        params = {"lr": lr, "gamma": gamma, "changes": len(best["schedule"]) - 1}
+        row = entry(best["seed"], params, best[OBJECTIVE], seeds, returns, label=f"member seed {best['seed']}")
         log.info(
             "held-out: the best member's schedule: mean %.1f, IQM %.1f, 95%% interval [%.1f, %.1f] (its own %.1f)",
-            row["mean"], row["iqm"], low, high, row["tuning_value"],
+            row["mean"], row["iqm"], *row["ci95"], row["tuning_value"],
         )  # fmt: skip
         return row
 
@@ -231,8 +214,3 @@ def describe(member: dict, full: bool = False) -> dict:
     if full:
         entry["schedule"], entry["lineage"] = member["schedule"], member["lineage"]
     return entry
-
-
-def write_results(results: dict, sweep_dir: Path) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "optimization_results.yaml").write_text(yaml.safe_dump(results, sort_keys=False))

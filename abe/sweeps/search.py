@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import logging
 import math
 import os
-import shlex
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
-import yaml
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
@@ -47,8 +44,12 @@ from abe.sweeps.confirmation import (
     confirmation_overrides,
     entry,
     held_out_seeds,
+    job_value,
     read_returns,
+    update_results,
+    write_best_command,
     write_confirmation,
+    write_results,
 )
 from abe.sweeps.placement import absolute, stores_for_jobs
 from abe.sweeps.pruning import (
@@ -62,7 +63,7 @@ from abe.sweeps.pruning import (
     PRUNERS,
     make_pruner,
 )
-from abe.sweeps.search_space import SearchSpace
+from abe.sweeps.search_space import SearchSpace, without_keys
 from abe.sweeps.slots import Ended, Slots, trial_launcher
 from abe.sweeps.study import SETTINGS_ATTR, open_storage, searched_keys, study_settings
 from abe.tracking.sweep_parent import end_running_runs
@@ -79,8 +80,8 @@ def check_options(
     pruner_warmup: float,
     pruner_keep: float,
     prune_on: str,
-    heartbeat_s: int = 30,
-    max_env_steps: int = 0,
+    heartbeat_s: int,
+    max_env_steps: int,
 ) -> None:
     """abe's own sweeper options; run.py checks them before a sweep starts (abe.commands.hydra_edge)."""
     if not _is_count(heartbeat_s):
@@ -205,7 +206,7 @@ class OptunaSearch:
             self._fail_unfinished("interrupted")
             raise
         self.job_idx = 1 + max(t.number for t in self.study.get_trials(deepcopy=False))  # confirmation jobs go after
-        if not self._finished():
+        if not self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             counts = ", ".join(f"{n} {state}" for state, n in self._states().items())
             reason = f"no trial of the sweep finished ({counts}); each trial's MLflow run says why"
             raise NoTrialFinished(reason)
@@ -336,8 +337,7 @@ class OptunaSearch:
         try:
             if ended.error is not None:
                 raise ended.error
-            with contextlib.redirect_stderr(io.StringIO()):  # Hydra's "Error executing job ...": ours follows
-                value = float(ended.job.return_value)  # raises what the job raised
+            value = float(job_value(ended.job))
         except Exception as ex:
             reason = f"{type(ex).__name__}: {first_line(ex)}"
             with contextlib.suppress(RuntimeError):  # a trial the job already ended keeps its state
@@ -360,13 +360,8 @@ class OptunaSearch:
         # keys); `confirmed_best` and `best_command` below say what held-out seeds chose.
         results = {"name": "optuna", "best_params": best.params, "best_value": best.value, "best_trial": best.number}
         results["env_steps"] = self._env_steps()[0]  # what this sweep's trials ran, all seeds
-        path = Path(self.config.hydra.sweep.dir) / "optimization_results.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(results, sort_keys=False))
+        write_results(Path(self.config.hydra.sweep.dir), results)
         log.info("best of the study: trial #%d, %s: %s", best.number, best.params, best.value)
-
-    def _finished(self) -> bool:
-        return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
     def _states(self) -> dict[str, int]:
         states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
@@ -404,8 +399,7 @@ class OptunaSearch:
 
     def _fixed_overrides(self, params: dict, drop: tuple[str, ...] = ()) -> list[str]:
         """The command line's overrides that the trials did not search over, less `drop`."""
-        skip = {*params, *drop}
-        return [a for a in self.config.hydra.overrides.task if a.split("=")[0].lstrip("+~") not in skip]
+        return without_keys(list(self.config.hydra.overrides.task), (*params, *drop))
 
     def _confirm(self) -> list[dict]:
         """Re-train the best configurations on held-out seeds, one K-seed job each."""
@@ -423,8 +417,9 @@ class OptunaSearch:
         rows = []
         for trial, job in zip(trials, returns, strict=True):
             try:
-                _ = job.return_value  # raises what the job raised
-                rows.append(entry(trial, seeds, read_returns(Path(job.hydra_cfg.hydra.runtime.output_dir))))
+                job_value(job)
+                returns = read_returns(Path(job.hydra_cfg.hydra.runtime.output_dir))
+                rows.append(entry(trial.number, trial.params, trial.value, seeds, returns))
             except Exception as ex:
                 log.warning("confirmation of trial #%d failed: %s", trial.number, first_line(ex))
         rows.sort(key=lambda row: row["mean"], reverse=True)
@@ -454,21 +449,14 @@ class OptunaSearch:
                 winner["params"],
                 f"the confirmed best (#{winner['trial']}, held-out mean {winner['mean']:.1f})",
             )
+            update_results(
+                sweep_dir, confirmed_best={k: winner[k] for k in ("trial", "params", "mean", "iqm", "ci95", "seeds")}
+            )
         else:
             best = self.study.best_trial
             params, what = best.params, f"the search's best trial (#{best.number}, {best.value:.1f})"
         fixed = self._fixed_overrides(params, ("hparams_search",))  # a single run
-        command = shlex.join(["python", "run.py", *fixed, *(f"{k}={v}" for k, v in params.items())])
-        (sweep_dir / "best_command.txt").write_text(command + "\n")
-        results_path = sweep_dir / "optimization_results.yaml"
-        results = yaml.safe_load(results_path.read_text())
-        if confirmation:
-            results["confirmed_best"] = {
-                k: confirmation[0][k] for k in ("trial", "params", "mean", "iqm", "ci95", "seeds")
-            }
-        results["best_command"] = {"trains": what, "command": command}
-        results_path.write_text(yaml.safe_dump(results, sort_keys=False))
-        log.info("re-train %s:\n  %s", what, command)
+        write_best_command(sweep_dir, [*fixed, *(f"{k}={v}" for k, v in params.items())], what)
 
 
 def progress_line(study: optuna.Study) -> str:
@@ -486,7 +474,7 @@ def progress_line(study: optuna.Study) -> str:
     return line
 
 
-def write_study_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
+def write_study_plots(study: optuna.Study, sweep_dir: Path) -> None:
     """Optuna's optimisation history, parameter importances and lr x gamma contour."""
     import matplotlib
 
@@ -503,7 +491,6 @@ def write_study_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
         plots["optuna_importances.png"] = lambda: ovm.plot_param_importances(study)
     if len(complete) >= 2 and {"lr", "gamma"} <= set(params):
         plots["optuna_contour_lr_gamma.png"] = lambda: ovm.plot_contour(study, params=["lr", "gamma"])
-    written = []
     for name, plot in plots.items():
         try:
             axes = plot()
@@ -515,5 +502,3 @@ def write_study_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
         figure.tight_layout()
         figure.savefig(sweep_dir / name)
         plt.close(figure)
-        written.append(sweep_dir / name)
-    return written

@@ -101,3 +101,9 @@ class SearchSpace:
             else:
                 raise ValueError(f"{name}: the grid sampler needs listed values (choice or range), not an interval")
         return grid
+
+
+def without_keys(overrides: list[str], keys) -> list[str]:
+    """The overrides less those that set, add or delete one of `keys`."""
+    drop = set(keys)
+    return [o for o in overrides if o.split("=")[0].lstrip("+~") not in drop]

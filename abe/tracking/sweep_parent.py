@@ -137,8 +137,13 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> str | None:
     if len(points) > 1:  # a PBT sweep has one job: its members' plot is pbt_population.png
         client.log_artifact(parent, str(sweep_plot(points, sweep_dir / "sweep_objective.png")))
     # what the sweeper wrote: its plots, best params, the re-train command
-    written = ["optimization_results.yaml", "best_command.txt", "confirmation.md", "confirmation.png"]
-    written.append("pbt_population.png")
+    written = [
+        "optimization_results.yaml",
+        "best_command.txt",
+        "confirmation.md",
+        "confirmation.png",
+        "pbt_population.png",
+    ]
     for name in [*sorted(p.name for p in sweep_dir.glob("optuna_*.png")), *written]:
         if (sweep_dir / name).exists():
             client.log_artifact(parent, str(sweep_dir / name))
@@ -180,23 +185,20 @@ def end_unfinished_parents(status: str = "KILLED", reason: str | None = None) ->
 
     for uri, run_id in _launched_parents:
         client = mlflow.MlflowClient(tracking_uri=uri)
-        end_running_children(client, run_id, status)
-        if reason:
-            client.set_tag(run_id, "error", reason[:5000])
-        client.set_terminated(run_id, status)
+        # Trials whose process was killed with the sweep (joblib's workers are, with their
+        # MLflow helpers) cannot end their own runs: the parent's process ends them.
+        experiment = client.get_run(run_id).info.experiment_id
+        where = f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
+        for child in client.search_runs([experiment], filter_string=where):
+            _end(client, child.info.run_id, status, "the sweep was stopped while this trial ran")
+        _end(client, run_id, status, reason)
     _launched_parents.clear()
 
 
-def end_running_children(client, parent: str, status: str) -> None:
-    """Trials whose process was killed with the sweep (joblib's workers are, with their
-    MLflow helpers) cannot end their own runs: the parent's process ends them."""
-    experiment = client.get_run(parent).info.experiment_id
-    children = client.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
-    )
-    for child in children:
-        client.set_tag(child.info.run_id, "error", "the sweep was stopped while this trial ran")
-        client.set_terminated(child.info.run_id, status)
+def _end(client, run_id: str, status: str, reason: str | None) -> None:
+    if reason:
+        client.set_tag(run_id, "error", reason[:5000])
+    client.set_terminated(run_id, status)
 
 
 def end_running_runs(config: DictConfig, run_dir: Path, reason: str, status: str = "KILLED") -> int:
@@ -217,8 +219,7 @@ def end_running_runs(config: DictConfig, run_dir: Path, reason: str, status: str
         )
     ]
     for run in running:
-        client.set_tag(run.info.run_id, "error", reason[:5000])
-        client.set_terminated(run.info.run_id, status)
+        _end(client, run.info.run_id, status, reason)
     return len(running)
 
 
@@ -234,6 +235,5 @@ def end_abandoned_sweeps(config: DictConfig, client, experiment_id: str) -> None
             continue
         reason = f"its sweeper ({owner}) died before the sweep ended"
         end_running_runs(config, Path(parent.data.tags["sweep_dir"]), reason)
-        client.set_tag(parent.info.run_id, "error", reason)
-        client.set_terminated(parent.info.run_id, "KILLED")
+        _end(client, parent.info.run_id, "KILLED", reason)
         log.warning("MLflow sweep run %s: %s; marked KILLED with its running trials", parent.info.run_id, reason)
