@@ -28,21 +28,31 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def local_pid(owner: str | None) -> int | None:
+    """The pid of `host:pid` when the host is this machine."""
+    host, _, pid = (owner or "").rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has ended: only its exit status is left)."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal, or no /proc: it exists
+        return True
+
+
 def is_gone(owner: str | None) -> bool:
     """Whether the process `host:pid` has died: known only on its own machine (one
     elsewhere counts as alive); no owner at all counts as gone."""
     if not owner:
         return True
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
+    pid = local_pid(owner)
+    return pid is not None and not alive(pid)
 
 
 def stop_when_orphaned(parent_pid: int, done: threading.Event, on_orphan: Callable[[], None] | None = None) -> None:

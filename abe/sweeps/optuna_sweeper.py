@@ -77,11 +77,6 @@ def options_table(conf: type) -> str:
     return "\n".join(rows) + "\n"
 
 
-def options_reference() -> str:
-    """abe's Optuna sweeper options (docs/sweeps.md shows them)."""
-    return options_table(AbeOptunaSweeperConf)
-
-
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_optuna", node=AbeOptunaSweeperConf, provider="abe")
 
 

@@ -15,7 +15,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from abe.sweeps.optuna_sweeper import option, options_table
+from abe.sweeps.optuna_sweeper import option
 
 
 @dataclass
@@ -33,11 +33,6 @@ class AbePbtSweeperConf:
         5, "held-out seeds (from seed + 1000) on which the best member's schedule is re-trained from scratch (0: none)"
     )
     params: dict[str, str] | None = None  # the space of the starting values and fresh draws: lr and/or gamma
-
-
-def options_reference() -> str:
-    """The PBT sweeper's options (docs/sweeps.md shows them)."""
-    return options_table(AbePbtSweeperConf)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="abe_pbt", node=AbePbtSweeperConf, provider="abe")

@@ -15,7 +15,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from abe.core.processes import alive, local_pid
 from abe.sweeps.pruning import JOB_ATTR
 
 log = logging.getLogger(__name__)
@@ -214,13 +214,13 @@ class Slots:
         if self.size == 1 or not self.running:
             return
         attrs = {t.number: t.user_attrs for t in study.get_trials(deepcopy=False)}
-        pids = [_local_pid(attrs.get(number, {}).get(JOB_ATTR)) for number in self.running]
+        pids = [local_pid(attrs.get(number, {}).get(JOB_ATTR)) for number in self.running]
         pids = [pid for pid in pids if pid is not None]
         _signal(pids, signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(map(alive, pids)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        _signal([pid for pid in pids if _alive(pid)], signal.SIGKILL)
+        _signal([pid for pid in pids if alive(pid)], signal.SIGKILL)
         if "ray" in sys.modules:  # a Ray driver of this sweep (imported only by hydra/launcher=ray)
             import ray
 
@@ -228,28 +228,7 @@ class Slots:
                 ray.shutdown()
 
 
-def _local_pid(where: str | None) -> int | None:
-    host, _, pid = (where or "").rpartition(":")
-    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
-
-
 def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False

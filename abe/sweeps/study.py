@@ -40,19 +40,11 @@ def searched_keys(task_overrides: list[str], params: Mapping | None) -> set[str]
 
 def study_settings(cfg: DictConfig, searched: set[str] = frozenset()) -> dict[str, str]:
     """The SETTINGS of a composed config (its `hydra` part aside), as strings; searched keys left out."""
-    job = {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-        for k in cfg
-        if k != "hydra"
-    }
     found = {}
     for key in SETTINGS:
-        if key in searched:
-            continue
-        node = job
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        found[key] = str(dict(node) if isinstance(node, Mapping) else node)
+        if key not in searched:
+            node = OmegaConf.select(cfg, key)
+            found[key] = str(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node)
     return found
 
 

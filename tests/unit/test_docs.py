@@ -37,15 +37,16 @@ def test_the_configuration_reference_is_the_schemas(make_cfg):
 
 
 def test_the_sweeper_options_table_is_the_sweepers():
-    from abe.sweeps.optuna_sweeper import options_reference
+    from abe.sweeps.optuna_sweeper import AbeOptunaSweeperConf, options_table
 
-    _generated_block(PROJECT_ROOT / "docs" / "sweeps.md", "sweeper options", options_reference())
+    _generated_block(PROJECT_ROOT / "docs" / "sweeps.md", "sweeper options", options_table(AbeOptunaSweeperConf))
 
 
 def test_the_pbt_options_table_is_the_pbt_sweepers():
-    from abe.sweeps.pbt_sweeper import options_reference
+    from abe.sweeps.optuna_sweeper import options_table
+    from abe.sweeps.pbt_sweeper import AbePbtSweeperConf
 
-    _generated_block(PROJECT_ROOT / "docs" / "sweeps.md", "pbt options", options_reference())
+    _generated_block(PROJECT_ROOT / "docs" / "sweeps.md", "pbt options", options_table(AbePbtSweeperConf))
 
 
 def test_the_returns_table_has_one_source():

@@ -36,3 +36,24 @@ def test_a_failed_trials_running_runs_end_killed_and_its_neighbours_are_left_alo
     assert status == {job: "KILLED", seed: "KILLED", done: "FINISHED", neighbour: "RUNNING"}
     assert client.get_run(seed).data.tags["error"] == "trial #3 failed: TerminatedWorkerError"
     assert end_running_runs(config, sweep, "the sweep ended while this run was RUNNING") == 1  # the neighbour
+
+
+def test_an_owner_is_gone_once_its_process_has_ended_even_unreaped():
+    # A sweeper that died but was not yet reaped (a zombie) left its trials to the next
+    # one: is_gone says so; one alive, one on another host, and a malformed owner do not.
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from abe.core.processes import alive, is_gone, this_process
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # it exits; not waited for, it stays a zombie
+    host = socket.gethostname()
+    assert is_gone(f"{host}:{child.pid}") and not is_gone(this_process())
+    assert not is_gone(f"another-{host}:{child.pid}") and not is_gone(f"{host}:not-a-pid") and is_gone(None)
+    child.wait()
+    assert is_gone(f"{host}:{child.pid}")
