@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from abe import CONFIG_DIR
 from abe.core.errors import ConfigError, first_line
-from abe.core.schema import Config, LoggerConfig
+from abe.core.schema import Config
 
 EXIT_BAD_INPUT = 2
 
@@ -93,11 +93,6 @@ def to_config(cfg: DictConfig) -> Config:
     return Config.from_dict(plain)
 
 
-def logger_config(overrides: list[str]) -> LoggerConfig:
-    """The `logger` group as these overrides compose it (e.g. the embedded store's folder)."""
-    return to_config(compose(overrides)).logger
-
-
 def check_runtime(cfg: Config) -> None:
     """What the schema cannot know: the env exists and is continuous, the backend can
     build it with its kwargs, and a tracking URI the user named answers. Imports
@@ -117,14 +112,11 @@ def check_env(cfg: Config) -> None:
     check_backend(cfg.env.id, cfg.env.backend, cfg.env.kwargs)
 
 
-def _plain_overrides(overrides: list[str], multirun: bool) -> list[str]:
-    """Overrides that name a single value: all of them for a run; for a sweep, those
-    that are not swept (each swept value is checked by its own job)."""
+def _not_swept(overrides: list[str]) -> list[str]:
+    """A sweep's overrides that name a single value (each swept value is checked apart)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)  # raises on bad syntax
-    if not multirun:
-        return overrides
+    parsed = OverridesParser.create().parse_overrides(overrides)
     return [o.input_line for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
 
 
@@ -154,7 +146,7 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
         if args.multirun:  # one composition with the sweeper's settings gives the job's too
             cfg = _check_sweep(args.overrides, config_dir, config_name, joins_study=not args.cfg)
         else:
-            cfg = to_config(compose(_plain_overrides(args.overrides, False), config_dir, config_name))
+            cfg = to_config(compose(args.overrides, config_dir, config_name))
         if not args.cfg:
             check_runtime(cfg)  # builds the env: after the checks that need only the config
     except ConfigError as ex:
@@ -195,7 +187,7 @@ def _check_sweep_values(
     and `hydra.sweeper.params`), passes the checks of a single run before anything runs."""
     on_command_line = {o.key_or_group for o in sweeps}
     sweeps += [parser.parse_override(f"{key}={value}") for key, value in params.items() if key not in on_command_line]
-    candidates = [c for o in sweeps for c in sweep_candidates(o)][:MAX_CHECKED_SWEEP_VALUES]
+    candidates = [(o, c) for o in sweeps for c in sweep_candidates(o)][:MAX_CHECKED_SWEEP_VALUES]
     for override, candidate in candidates:
         try:
             cfg = _with_value(job, parser.parse_override(candidate), config_dir)
@@ -227,7 +219,7 @@ def _with_value(job: DictConfig, override, config_dir: Path) -> Config | None:
     return to_config(changed)
 
 
-def sweep_candidates(override) -> list[tuple[object, str]]:
+def sweep_candidates(override) -> list[str]:
     """The single-value overrides that stand for a sweep override: each value of a
     choice or range, the two bounds of an interval (checked here: low < high, low > 0
     on a log scale)."""
@@ -241,12 +233,12 @@ def sweep_candidates(override) -> list[tuple[object, str]]:
             fail(f"{override.key_or_group}: the search interval needs low < high; got {override.input_line}")
         if "log" in sweep.tags and low <= 0:
             fail(f"{override.key_or_group}: a log-scale interval needs low > 0; got {override.input_line}")
-        return [(override, f"{key}={low!r}"), (override, f"{key}={high!r}")]
+        return [f"{key}={low!r}", f"{key}={high!r}"]
     try:
         values = list(override.sweep_string_iterator())
     except Exception:  # a glob over a group: Hydra expands and checks it
         return []
-    return [(override, f"{key}={value}") for value in values]
+    return [f"{key}={value}" for value in values]
 
 
 def _check_sweeper(overrides: list[str], composed: DictConfig, joins_study: bool) -> None:
@@ -295,7 +287,10 @@ def _config_without(key: str | None, args, config_dir: Path) -> DictConfig | Non
     rest = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") != key and "=" in o]
     try:
         return compose(
-            _plain_overrides(rest, args.multirun), config_dir, args.config_name or "config", key.startswith("hydra.")
+            _not_swept(rest) if args.multirun else rest,
+            config_dir,
+            args.config_name or "config",
+            key.startswith("hydra."),
         )
     except (HydraException, OmegaConfBaseException):
         return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from abe.commands.hydra_edge import logger_config
+from abe.commands.hydra_edge import compose, to_config
 from abe.core.errors import ConfigError, first_line
 from abe.tracking.lookup import RUN_ID, download, get_run, open_store
 
@@ -49,7 +49,7 @@ class PolicySource:
 def open_default_store(tracking_uri: str | None):
     """(MlflowClient, uri): `--tracking-uri`, else $MLFLOW_TRACKING_URI, else the
     embedded store that `logger=mlflow` writes to."""
-    return open_store(logger_config(["logger=mlflow"]), tracking_uri)
+    return open_store(to_config(compose(["logger=mlflow"])).logger, tracking_uri)
 
 
 def from_checkpoint(path: Path, run_id: str | None = None, video_dir: Path | None = None) -> PolicySource:
