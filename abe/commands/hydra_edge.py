@@ -156,8 +156,8 @@ def check_command_line(argv: list[str] | None = None) -> Config | None:
     return None if args.multirun or args.cfg else cfg
 
 
-# A sweep's values are checked one at a time (each against the fixed overrides), not
-# as their product: a grid of 5 x 5 costs 10 compositions (~0.1 s each), not 25.
+# A sweep's values are checked one at a time against the fixed overrides, not as their
+# product: a grid of 5 x 5 is 10 checks, not 25 (_with_value says what each costs).
 MAX_CHECKED_SWEEP_VALUES = 200
 
 
