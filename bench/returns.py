@@ -263,12 +263,21 @@ def keep_other_rows(old: str, new: str) -> str:
 
 
 def kept_rows(text: str, runs: list[dict], seeds: list[int], args: argparse.Namespace) -> list[dict]:
-    """The saved runs behind the table's rows that this call did not train, so that the
-    profile shows every option of the table."""
+    """The runs behind the table's rows that this call did not train, so that the profile
+    shows every option of the table: the saved runs, or where they are not on this machine,
+    the table's per-seed returns (as rounded there)."""
     ran = {r["option"] for r in runs}
-    options = [line.split("|")[1].strip() for line in text.splitlines()[2:] if line.startswith("| ")]
-    rows = [saved_row(o, s, args.out, args.overrides) for o in options if o not in ran for s in seeds]
-    return [r for r in rows if r is not None]
+    kept = []
+    for line in text.splitlines()[2:]:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if not line.startswith("| ") or cells[0] in ran:
+            continue
+        saved = [saved_row(cells[0], s, args.out, args.overrides) for s in seeds]
+        if all(saved):
+            kept += saved
+        else:
+            kept += [{"option": cells[0], "return": float(v.strip().rstrip("†"))} for v in cells[3].split(" / ")]
+    return kept
 
 
 def main() -> None:

@@ -39,6 +39,18 @@ PENDULUM_BEFORE_ITS_SETTINGS = [
     "network.sde=false",
     "network.ortho_init=true",
 ]  # a command's own keys come after these, and win
+# Hopper's option took the settings of its wide sweep after the reference (issue 32).
+HOPPER_BEFORE_ITS_SWEEP = [
+    "lr=7e-4",
+    "gamma=0.99",
+    "algo.lr_decay=true",
+    "algo.n_steps=8",
+    "algo.gae_lambda=0.95",
+    "algo.ent_coef=0.0",
+    "algo.max_grad_norm=0.5",
+    "network.width=64",
+    "trainer.num_envs=8",
+]
 COMMANDS: dict[str, list[str]] = {
     "halfcheetah-envpool": [
         "env=halfcheetah",
@@ -58,6 +70,7 @@ COMMANDS: dict[str, list[str]] = {
     ],
     "hopper-preset": [
         "experiment=hopper",
+        *HOPPER_BEFORE_ITS_SWEEP,
         "trainer.total_steps=20000",
         "trainer.eval_every=10000",
         "trainer.eval_episodes=2",
