@@ -11,6 +11,16 @@ from abe.core.files import write_text
 OBJECTIVE = "eval/return_mean"  # a seed's final evaluation: the mean return over its episodes
 CONFIRMATION_TAG = "abe_confirmation"  # on the MLflow runs of a sweep's confirmation jobs (value: rank): not trials
 JOB_OBJECTIVE = "objective"  # a job's `seed_statistic` over its seeds' OBJECTIVE: what sweeps maximise
+RESULTS_FILE = "optimization_results.yaml"  # in a sweep dir: the best params, the confirmation
+BEST_COMMAND_FILE = "best_command.txt"  # in a sweep dir: the single run that re-trains the winner
+
+
+def read_results(sweep_dir: Path) -> dict:
+    """A sweep dir's RESULTS_FILE ({} before the sweeper wrote it)."""
+    import yaml
+
+    path = sweep_dir / RESULTS_FILE
+    return (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
 
 
 @dataclass

@@ -22,7 +22,7 @@ import yaml
 
 from abe.core import stats
 from abe.core.errors import ConfigError
-from abe.core.result import CONFIRMATION_TAG, OBJECTIVE
+from abe.core.result import BEST_COMMAND_FILE, CONFIRMATION_TAG, OBJECTIVE, RESULTS_FILE, read_results
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,6 @@ def entry(number: int, params: dict, tuning_value: float, seeds: list[int], retu
     }
 
 
-RESULTS_FILE = "optimization_results.yaml"
-
-
 def write_results(sweep_dir: Path, results: dict) -> None:
     """A new optimization_results.yaml (a sweep dir used again loses the last sweep's)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -110,14 +107,13 @@ def write_results(sweep_dir: Path, results: dict) -> None:
 
 
 def update_results(sweep_dir: Path, **keys) -> None:
-    path = sweep_dir / RESULTS_FILE
-    write_results(sweep_dir, {**(yaml.safe_load(path.read_text()) if path.exists() else {}), **keys})
+    write_results(sweep_dir, {**read_results(sweep_dir), **keys})
 
 
 def write_best_command(sweep_dir: Path, overrides: list[str], what: str) -> None:
     """best_command.txt: the single run that trains `what`; also in the results file."""
     command = shlex.join(["python", "run.py", *overrides])
-    (sweep_dir / "best_command.txt").write_text(command + "\n")
+    (sweep_dir / BEST_COMMAND_FILE).write_text(command + "\n")
     update_results(sweep_dir, best_command={"trains": what, "command": command})
     log.info("re-train %s:\n  %s", what, command)
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from abe.core.errors import NoTrialFinished
 from abe.core.processes import is_gone, this_process
-from abe.core.result import CONFIRMATION_TAG, JOB_OBJECTIVE, OBJECTIVE
+from abe.core.result import BEST_COMMAND_FILE, CONFIRMATION_TAG, JOB_OBJECTIVE, OBJECTIVE, RESULTS_FILE, read_results
 from abe.core.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> str | None:
         client.log_artifact(parent, str(sweep_plot(points, sweep_dir / "sweep_objective.png")))
     # what the sweeper wrote: its plots, best params, the re-train command
     written = [
-        "optimization_results.yaml",
-        "best_command.txt",
+        RESULTS_FILE,
+        BEST_COMMAND_FILE,
         "confirmation.md",
         "confirmation.png",
         "pbt_population.png",
@@ -153,11 +153,7 @@ def summarise_sweep(client, parent: str, sweep_dir: Path) -> str | None:
 def _confirmed_best(runs: list, sweep_dir: Path) -> tuple | None:
     """(run, metric, value, what) of the confirmation's winner: its K-seed job's run (rank 1)
     and its held-out mean, from what the sweeper wrote; None without a confirmation."""
-    import yaml
-
-    results_path = sweep_dir / "optimization_results.yaml"
-    results = yaml.safe_load(results_path.read_text()) if results_path.exists() else {}
-    rows = (results or {}).get("confirmation") or []
+    rows = read_results(sweep_dir).get("confirmation") or []
     winner = [c for c in runs if c.data.tags.get(CONFIRMATION_TAG) == "1"]
     if not rows or not winner:
         return None
