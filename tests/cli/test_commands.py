@@ -52,13 +52,16 @@ def cheetah_run(tmp_path_factory):
     return root / "run"
 
 
-def test_evaluate_repeats_an_envpool_runs_evaluation_on_envpool(cheetah_run):
+def test_evaluate_repeats_an_envpool_runs_evaluation_on_envpool(cheetah_run, capsys, monkeypatch):
     # EnvPool's episodes differ from Gymnasium's for the same seed: evaluate builds the
     # run's own backend, so it repeats the run's final evaluation to the digit.
-    proc = run_module("evaluate", str(cheetah_run / "checkpoints" / "last.pt"), "--episodes", "2")
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # loading a checkpoint sets this process's
+    code, out, err = in_process(
+        capsys, monkeypatch, "evaluate", str(cheetah_run / "checkpoints" / "last.pt"), "--episodes", "2"
+    )
+    assert code == 0, err
     result = result_of(cheetah_run)
-    assert proc.stdout.splitlines()[-1] == f"return: {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
+    assert out.splitlines()[-1] == f"return: {result['eval/return_mean']:.1f} ± {result['eval/return_std']:.1f}"
     # the run says which EnvPool path stepped it (the fast one, on the EnvPool the lock pins)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cheetah_run.parent / 'store' / 'mlflow.db'}")
     assert client.get_run(result["mlflow_run_id"]).data.tags["env.stepping"] == "envpool: direct C++ send/recv"
@@ -108,16 +111,18 @@ def test_evaluate_run_id_records_a_real_video_and_logs_it(tracked_run):
     assert [a.path for a in client.list_artifacts(run_id, "videos")] == [f"videos/{video.name}"]
 
 
-def test_evaluate_mlflow_model_uri(tracked_run):
+def test_evaluate_mlflow_model_uri(tracked_run, capsys, monkeypatch):
     _, run_dir, store = tracked_run
     run_id = result_of(run_dir)["mlflow_run_id"]
-    proc = run_module(
-        "evaluate", f"runs:/{run_id}/model", "--episodes", "2", "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # loading a model sets this process's
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    code, out, err = in_process(
+        capsys, monkeypatch, "evaluate", f"runs:/{run_id}/model", "--episodes", "2", "--tracking-uri", uri
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"MLflow model runs:/{run_id}/model: Pendulum-v1, 2 episodes")
+    assert code == 0, err
+    assert out.startswith(f"MLflow model runs:/{run_id}/model: Pendulum-v1, 2 episodes")
     # The exported model normalises in float32: close to, not bit-equal with, the agent.
-    final = float(proc.stdout.splitlines()[-1].split()[1])
+    final = float(out.splitlines()[-1].split()[1])
     assert final == pytest.approx(result_of(run_dir)["eval/return_mean"], rel=0.05)
 
 
