@@ -16,7 +16,7 @@ from abe import PROJECT_ROOT
 from abe.agent.agent import build_agent
 from abe.agent.checkpoint import checkpoint_config, read_checkpoint, save_checkpoint
 from abe.envs.vector import make_vector_env
-from tests.conftest import run_cli, run_module
+from tests.conftest import run_module
 
 RUN = [
     "env=pendulum",
