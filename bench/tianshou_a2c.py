@@ -117,7 +117,7 @@ def train(env_id: str, seed: int, steps: int) -> dict:
         algorithm, training_envs, VectorReplayBuffer(4096, TRAIN_ENVS), exploration_noise=True
     )
     test_collector = Collector(algorithm, test_envs)
-    logger = test_returns_logger()
+    logger = returns_logger()
     epochs = -(-steps // EPOCH_STEPS)  # the epochs that reach `steps`; the lr schedule keeps EPOCHS
     start = time.perf_counter()
     result = algorithm.run_training(
@@ -149,7 +149,7 @@ def train(env_id: str, seed: int, steps: int) -> dict:
     }
 
 
-def test_returns_logger():
+def returns_logger():
     """A Tianshou logger that keeps each test's mean return, (env step, mean)."""
     from tianshou.utils.logger.logger_base import LazyLogger
 
