@@ -23,10 +23,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
 from harness import RESULTS, ROOT, RUN_PY, markdown_table
 
 from abe.core import stats
+from abe.core.result import read_results
 
 
 def commands(args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     seconds = run_side_by_side(commands(args, args.work.resolve()), args.work)
-    results = {name: yaml.safe_load((args.work / name / "optimization_results.yaml").read_text()) for name in seconds}
+    results = {name: read_results(args.work / name) for name in seconds}
     header = [
         "method",
         "search env steps",

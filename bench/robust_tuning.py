@@ -27,9 +27,8 @@ from pathlib import Path
 
 import harness
 import optuna
-import yaml
 
-from abe.core.result import OBJECTIVE
+from abe.core.result import OBJECTIVE, read_results
 
 
 def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
@@ -52,7 +51,7 @@ def sweep(name: str, trials: int, seeds: int, args, out: Path) -> dict:
     ]
     wall, study = harness.sweep(sweep_dir, overrides, study_name=name)
     sweep_dir = sweep_dir / "sweep"
-    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    results = read_results(sweep_dir)
     pick = results["confirmation"][0]
     tuned = json.loads((sweep_dir / str(pick["trial"]) / "result.json").read_text())  # job dir = trial number
     states = [t.state for t in study.trials]

@@ -14,8 +14,9 @@ The example's settings: 64x64 tanh actor and critic, orthogonal init, the policy
 scaled by 0.01, log-std -0.5, RMSprop lr 7e-4 (eps 1e-5, alpha 0.99) annealed linearly
 over 100 epochs of 30,000 steps, gamma 0.99, GAE 0.95, vf 0.5, entropy 0.01, grad norm
 0.5, 16 training envs x 80 steps per update, 10 test episodes after every epoch, actions
-clipped. The README's 1M column reads those 3M-step runs at 1M steps, so this script keeps
-the 3M schedule and stops after the epoch that reaches --steps. Differences from the
+clipped. The README's A2C runs are 3M steps; its 1M column considers "only the first 1M
+steps" (its footnote 5), so this script keeps the 3M schedule and stops after the epoch
+that reaches --steps. Differences from the
 script: Gymnasium's envs in shared-memory subprocesses, never EnvPool (abe's venv has
 EnvPool, which the example would switch to, with its own MuJoCo build); no tensorboard.
 
@@ -63,7 +64,8 @@ def build(env_id: str, seed: int):
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    obs_shape, action_shape = env.observation_space.shape, env.action_space.shape
+    obs_shape, action_shape, action_space = env.observation_space.shape, env.action_space.shape, env.action_space
+    env.close()  # only its spaces were needed
     actor = ContinuousActorProbabilistic(
         preprocess_net=Net(state_shape=obs_shape, hidden_sizes=[64, 64], activation=nn.Tanh),
         action_shape=action_shape,
@@ -92,7 +94,7 @@ def build(env_id: str, seed: int):
         return Independent(Normal(loc, scale), 1)
 
     policy = ProbabilisticActorPolicy(
-        actor=actor, dist_fn=dist, action_scaling=True, action_bound_method="clip", action_space=env.action_space
+        actor=actor, dist_fn=dist, action_scaling=True, action_bound_method="clip", action_space=action_space
     )
     algorithm = A2C(
         policy=policy,
