@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
 import optuna
@@ -86,31 +87,65 @@ def test_a_slot_is_refilled_the_moment_its_trial_ends_even_when_the_trial_was_ki
     assert len(status) >= 4 and "RUNNING" not in status.values() and all(r.info.status != "RUNNING" for r in runs)
 
 
-@pytest.fixture
-def ray_cluster(tmp_path):
+class RayCluster(NamedTuple):
+    address: str
+    home: str
+    worker_session: int  # the worker node's processes are those of this session
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of a process of this machine (None once it is gone)."""
+    stat = proc_stat(pid)
+    return int(stat[3]) if stat else None
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session at once, as a machine that dies takes all of them:
+    not only the process group, since Ray starts each worker in a group of its own."""
+    for pid in [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]:
+        if session_of(pid) == sid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
     """Two Ray nodes of two CPUs each on this machine (a head and a worker that joins it),
-    started where the tests' commands run: jobs write relative paths there."""
+    started where the tests' commands run: jobs write relative paths there. One cluster for
+    this file's Ray tests, in file order: the README's sweep uses both nodes, then the
+    node-kill test kills the worker node. The worker node runs in a session of its own, so
+    its processes are the ones of that session."""
     ray = str(Path(sys.executable).parent / "ray")
     port = free_port()
     # A home of its own: a local ray.init() (Ray 2.60) leaves ~/.ray/auth_token, and a node
     # that finds one cannot join a head started without it (InvalidAuthToken)
-    home = tmp_path / "home"
-    home.mkdir()
+    home = tmp_path_factory.mktemp("ray-home")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home)}
     start = [ray, "start", "--num-cpus=2", "--disable-usage-stats"]
+    worker = None
     try:
-        for extra in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
-            node = subprocess.run([*start, *extra], cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120)
-            assert node.returncode == 0, node.stderr[-2000:]
-        yield f"127.0.0.1:{port}", str(home)
+        head = subprocess.run(
+            [*start, "--head", f"--port={port}", "--include-dashboard=false"],
+            cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert head.returncode == 0, head.stderr[-2000:]
+        worker = subprocess.Popen(
+            [*start, f"--address=127.0.0.1:{port}"],
+            cwd=USER_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        assert worker.wait(timeout=120) == 0, worker.stderr.read()[-2000:]  # the node has joined
+        yield RayCluster(f"127.0.0.1:{port}", str(home), worker.pid)
     finally:
+        if worker is not None:
+            kill_session(worker.pid)
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlflow_server(
     tmp_path, postgres, ray_cluster
 ):
-    address, home = ray_cluster
+    address, home = ray_cluster.address, ray_cluster.home
     [command] = [c for c in readme_commands() if "hydra/launcher=ray" in c]
     places = {"HEAD:6379": address, "postgresql+psycopg2://abe@db/optuna": postgres}
     server = MlflowServer(tmp_path / "server").start()
@@ -170,45 +205,17 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         server.kill()
 
 
-def session_of(pid: int) -> int | None:
-    """The session id of a process of this machine (None once it is gone)."""
-    stat = proc_stat(pid)
-    return int(stat[3]) if stat else None
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of a session at once, as a machine that dies takes all of them:
-    not only the process group, since Ray starts each worker in a group of its own."""
-    for pid in [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]:
-        if session_of(pid) == sid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_on(tmp_path):
+def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_on(tmp_path, ray_cluster):
     """Two nodes of two CPUs, one trial per node; the worker node (all its processes: raylet,
     the trial's worker) killed outright while its trial trains: that trial FAIL with Ray's NodeDiedError,
     its MLflow run KILLED, the sweep goes on to its third trial on the node left, nothing RUNNING."""
-    ray = str(Path(sys.executable).parent / "ray")
-    port, home = free_port(), tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home), "MLFLOW_TRACKING_URI": ""}
-    start = [ray, "start", "--num-cpus=2", "--disable-usage-stats"]
-    head = subprocess.run(
-        [*start, "--head", f"--port={port}", "--include-dashboard=false"],
-        cwd=USER_DIR, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert head.returncode == 0, head.stderr[-2000:]
-    worker = subprocess.Popen(  # a session of its own: the worker node's processes are those of this session
-        [*start, f"--address=127.0.0.1:{port}"],
-        cwd=USER_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    assert worker.wait(timeout=120) == 0, worker.stderr.read()[-2000:]  # the node has joined
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": ray_cluster.home, "MLFLOW_TRACKING_URI": ""}
+    worker = ray_cluster.worker_session
     storage, store = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "store"
     enqueue(storage, [LONG, LONG, SHORT])
     ray_launcher = [
         "hydra/launcher=ray",
-        f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+        f"hydra.launcher.ray.init.address={ray_cluster.address}",
         "+hydra.launcher.ray.remote.num_cpus=2",
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.n_trials=3",
@@ -229,13 +236,13 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
                 for t in study.get_trials()
                 if t.state == States.RUNNING
                 and t.intermediate_values
-                and session_of(int(t.user_attrs.get(JOB_ATTR, ":0").rpartition(":")[2])) == worker.pid
+                and session_of(int(t.user_attrs.get(JOB_ATTR, ":0").rpartition(":")[2])) == worker
             ]
             if on_worker:
                 break
             assert sweep.poll() is None and time.monotonic() < deadline, errors.read_text()[-3000:]
             time.sleep(0.5)
-        kill_session(worker.pid)
+        kill_session(worker)
         assert sweep.wait(timeout=400) == 0, errors.read_text()[-3000:]
         trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
         assert [t.state for t in trials].count(States.COMPLETE) == 2 and len(trials) == 3
@@ -259,8 +266,6 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
     finally:
         if sweep.poll() is None:
             sweep.kill()
-        kill_session(worker.pid)
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def test_submitit_runs_trials_as_jobs_of_their_own(tmp_path):
