@@ -176,31 +176,6 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
         jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
         seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {j.info.run_id for j in jobs}]
         assert len(jobs) == 2 and len(seeds) == 4  # every trial once, its 2 seeds nested under it
-
-        # The store given only by the sweeper's MLFLOW_TRACKING_URI (the nodes' environment has
-        # none): the trials track to it too, nested under the sweep's parent, all FINISHED.
-        (tmp_path / "env-store").mkdir()
-        store = f"sqlite:///{tmp_path / 'env-store' / 'mlflow.db'}"
-        on_ray = [a for a in shlex.split(command) if a.lstrip("+").startswith(("hydra/launcher", "hydra.launcher"))]
-        tiny = [o for o in SMALL if o.split("=")[0] not in {t.split("=")[0] for t in small}]
-        proc = run_cli(
-            "-m",
-            *tiny,
-            *(o for o in small if not o.startswith("hydra.sweeper.n_trials=")),
-            *on_ray,
-            "hydra.sweeper.n_trials=1",
-            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
-            f"hydra.sweep.dir={tmp_path / 'sweep-env-store'}",
-            env={"HOME": home, "MLFLOW_TRACKING_URI": store},
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "is a file on this machine: trials on other machines reach it only through a shared" in proc.stdout
-        client = mlflow.MlflowClient(tracking_uri=store)
-        runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
-        [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
-        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        assert len(trials) == 1 and all(r.info.status == "FINISHED" for r in runs)
     finally:
         server.kill()
 
@@ -208,10 +183,14 @@ def test_the_readmes_ray_sweep_on_a_two_node_cluster_with_postgresql_and_an_mlfl
 def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_on(tmp_path, ray_cluster):
     """Two nodes of two CPUs, one trial per node; the worker node (all its processes: raylet,
     the trial's worker) killed outright while its trial trains: that trial FAIL with Ray's NodeDiedError,
-    its MLflow run KILLED, the sweep goes on to its third trial on the node left, nothing RUNNING."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": ray_cluster.home, "MLFLOW_TRACKING_URI": ""}
-    worker = ray_cluster.worker_session
+    its MLflow run KILLED, the sweep goes on to its third trial on the node left, nothing RUNNING.
+    The MLflow store is given only by the sweeper's MLFLOW_TRACKING_URI (the nodes' environment
+    has none): the trials track to it too, nested under the sweep's parent."""
     storage, store = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": ray_cluster.home, "MLFLOW_TRACKING_URI": uri}
+    worker = ray_cluster.worker_session
     enqueue(storage, [LONG, LONG, SHORT])
     ray_launcher = [
         "hydra/launcher=ray",
@@ -219,13 +198,12 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
         "+hydra.launcher.ray.remote.num_cpus=2",
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.n_trials=3",
-        f"logger.store_dir={store}",
     ]
-    errors = tmp_path / "sweep.stderr"
-    with errors.open("w") as stderr:
+    errors, output = tmp_path / "sweep.stderr", tmp_path / "sweep.stdout"
+    with errors.open("w") as stderr, output.open("w") as stdout:
         sweep = subprocess.Popen(
             [sys.executable, str(PROJECT_ROOT / "run.py"), *sweep_command(tmp_path, storage, *ray_launcher)],
-            cwd=USER_DIR, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+            cwd=USER_DIR, stdout=stdout, stderr=stderr, env=env,
         )  # fmt: skip
     try:
         study = optuna.load_study(study_name=STUDY, storage=storage)
@@ -253,11 +231,18 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
         assert (
             trials[2].state == States.COMPLETE and trials[2].user_attrs[RAY_NODE_ATTR] != lost.user_attrs[RAY_NODE_ATTR]
         )
-        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+        assert f"MLflow store {uri} is a file on this machine: trials on other machines reach it" in output.read_text()
+        client = mlflow.MlflowClient(tracking_uri=uri)
         runs = client.search_runs([client.get_experiment_by_name("Pendulum-v1").experiment_id])
         assert runs and not [r for r in runs if r.info.status == "RUNNING"], [
             (r.info.run_name, r.info.status) for r in runs
         ]
+        [parent] = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
+        assert sorted(
+            r.data.params["lr"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        ) == (
+            sorted(str(t.params["lr"]) for t in trials)
+        )  # every trial, the lost one too, nested under the sweep's parent
         [killed] = [r for r in runs if r.data.params.get("lr") == str(lost.params["lr"])]
         # ended KILLED by whichever noticed first: the sweeper (the trial failed) or the run's MLflow helper
         # (its training process was gone)
