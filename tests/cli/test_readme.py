@@ -83,8 +83,9 @@ def readme_commands(start: str = "python run.py") -> list[str]:
 
 # Not run here: a saved run dir's path is an example (tests/cli/test_run_cli.py re-runs a
 # real one); the Ray command needs a cluster (tests/system/test_cluster.py runs it on one);
-# there is no SLURM here (tests/unit/test_config.py composes the SLURM preset).
-ELSEWHERE = ("outputs/runs/20", "hydra/launcher=ray", "hydra/launcher=slurm")
+# there is no SLURM here (tests/unit/test_config.py composes the SLURM preset); the grid
+# sweep runs tracked in tests/cli/test_sweeps.py.
+ELSEWHERE = ("outputs/runs/20", "hydra/launcher=ray", "hydra/launcher=slurm", "-m env=")
 
 
 def _readme_run_commands() -> list[str]:

@@ -1,20 +1,22 @@
 """Multiruns (`-m`): one MLflow parent run per sweep, one nested child per job,
 also when the jobs run in parallel processes (joblib launcher)."""
 
+import shlex
 import warnings
 
 import mlflow
 import pytest
 
+from tests.cli.test_readme import readme_commands
 from tests.conftest import TINY, run_cli
 
 SWEEP_TINY = [o for o in TINY if not o.startswith("logger")]
 
 
-def sweep_runs(store):
+def sweep_runs(store, experiment="Pendulum-v1"):
     warnings.filterwarnings("ignore", message=".*noload.*")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("Pendulum-v1")
+    experiment = client.get_experiment_by_name(experiment)
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
     assert len(parents) == 1
@@ -22,31 +24,39 @@ def sweep_runs(store):
     return client, parents[0], children
 
 
-@pytest.mark.parametrize(
-    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib-2-processes"]
-)
-def test_sweep_is_one_parent_run_with_nested_children(tmp_path, launcher):
-    store, sweep_dir = tmp_path / "store", tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
+# The README's grid (tests/cli/test_readme.py leaves it to this test), and a smaller one
+# whose jobs run in two joblib worker processes.
+[README_GRID] = [c for c in readme_commands("python run.py -m env=") if "lr=" in c and "gamma=" in c]
+GRIDS = {
+    "readme-grid": shlex.split(README_GRID.removeprefix("python run.py -m ")),
+    "joblib-2-processes": [
         "env=pendulum",
         "lr=1e-3,3e-4",
         "gamma=0.9,0.99",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    ],
+}
+EXPERIMENTS = {"env=halfcheetah": "HalfCheetah-v5", "env=pendulum": "Pendulum-v1"}
+
+
+@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
+def test_sweep_is_one_parent_run_with_nested_children(tmp_path, grid):
+    store, sweep_dir = tmp_path / "store", tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        *grid,
         *SWEEP_TINY,
-        *launcher,
         f"logger.store_dir={store}",
         f"hydra.sweep.dir={sweep_dir}",
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    client, parent, children = sweep_runs(store)
+    client, parent, children = sweep_runs(store, EXPERIMENTS[grid[0]])
     assert parent.info.status == "FINISHED"
-    assert sorted((c.data.params["lr"], c.data.params["gamma"]) for c in children) == [
-        ("0.0003", "0.9"),
-        ("0.0003", "0.99"),
-        ("0.001", "0.9"),
-        ("0.001", "0.99"),
-    ]
+    values = {a.split("=")[0]: a.split("=")[1].split(",") for a in grid if a.startswith(("lr=", "gamma="))}
+    expected = sorted((str(float(lr)), str(float(gamma))) for lr in values["lr"] for gamma in values["gamma"])
+    assert sorted((c.data.params["lr"], c.data.params["gamma"]) for c in children) == expected
     assert all(c.info.status == "FINISHED" for c in children)
     # MLflow's Source and the command tag name what made each run, also in a joblib worker
     assert {c.data.tags["mlflow.source.name"] for c in children} == {"run.py"}
@@ -55,6 +65,6 @@ def test_sweep_is_one_parent_run_with_nested_children(tmp_path, launcher):
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert parent.data.params["best.lr"] == best.data.params["lr"]
     assert parent.data.metrics["eval/return_mean"] == best.data.metrics["eval/return_mean"]
-    assert parent.data.tags["sweep_trials"] == "4" and parent.data.tags["sweep_failed"] == "0"
+    assert parent.data.tags["sweep_trials"] == str(len(expected)) and parent.data.tags["sweep_failed"] == "0"
     assert "sweep_objective.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert (sweep_dir / "sweep_objective.png").stat().st_size > 10_000
