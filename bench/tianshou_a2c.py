@@ -4,11 +4,12 @@ Tianshou's published A2C returns (examples/mujoco/README.md, "Tianshou (1M)": Ho
 1253.2, Walker2d 1091.6, ...) come from its examples/mujoco/mujoco_a2c.py on gym's v3 envs.
 abe trains on Gymnasium's v5 envs, which differ (Hopper-v5 pays its healthy reward only
 while healthy; Walker2d-v5 gives both feet the same friction). This script runs the
-example's training on a v5 env with the example's settings and Tianshou's own parts (Net,
-ContinuousActorProbabilistic, A2C with return scaling, RMSprop with the linear lr schedule,
-Collector, VectorReplayBuffer, the on-policy trainer, running observation normalisation
-shared with the test envs), so a gap between abe and 1253 can be put on the env version or
-on abe's agent.
+example's training on any Gymnasium env id (a v5 env, or the v4 one that keeps v3's model)
+with the example's settings and Tianshou's own parts (Net, ContinuousActorProbabilistic,
+A2C with return scaling, RMSprop with the linear lr schedule, Collector,
+VectorReplayBuffer, the on-policy trainer, running observation normalisation shared with
+the test envs), so a gap between abe and a published number can be put on the env version
+or on abe's agent (docs/lab-notes.md, "Tianshou's own A2C on Walker2d v5 and v4").
 
 The example's settings: 64x64 tanh actor and critic, orthogonal init, the policy head
 scaled by 0.01, log-std -0.5, RMSprop lr 7e-4 (eps 1e-5, alpha 0.99) annealed linearly
@@ -16,11 +17,12 @@ over 100 epochs of 30,000 steps, gamma 0.99, GAE 0.95, vf 0.5, entropy 0.01, gra
 0.5, 16 training envs x 80 steps per update, 10 test episodes after every epoch, actions
 clipped. The README's A2C runs are 3M steps; its 1M column considers "only the first 1M
 steps" (its footnote 5), so this script keeps the 3M schedule and stops after the epoch
-that reaches --steps. Differences from the
-script: Gymnasium's envs in shared-memory subprocesses, never EnvPool (abe's venv has
-EnvPool, which the example would switch to, with its own MuJoCo build); no tensorboard.
+that reaches --steps. Differences from the script: Gymnasium's envs in shared-memory
+subprocesses, never EnvPool (abe's venv has EnvPool, which the example would switch to,
+with its own MuJoCo build); no tensorboard.
 
-    .venv/bin/python bench/tianshou_a2c.py --env Hopper-v5 --seeds 0 1 2
+    .venv/bin/python bench/tianshou_a2c.py --env Walker2d-v5 --seeds 0 1 2
+    .venv/bin/python bench/tianshou_a2c.py --env Walker2d-v4 --seeds 0 1 2
     .venv/bin/python bench/tianshou_a2c.py --env Hopper-v5 --seeds 0 --steps 60000   # a quick look
 
 Writes one JSON per seed (every epoch's test mean) under --out and prints, per seed, the
@@ -64,7 +66,8 @@ def build(env_id: str, seed: int):
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    obs_shape, action_shape, action_space = env.observation_space.shape, env.action_space.shape, env.action_space
+    action_space = env.action_space
+    obs_shape, action_shape = env.observation_space.shape, action_space.shape
     env.close()  # only its spaces were needed
     actor = ContinuousActorProbabilistic(
         preprocess_net=Net(state_shape=obs_shape, hidden_sizes=[64, 64], activation=nn.Tanh),

@@ -13,10 +13,10 @@ from tests.conftest import TINY, run_cli
 SWEEP_TINY = [o for o in TINY if not o.startswith("logger")]
 
 
-def sweep_runs(store, experiment="Pendulum-v1"):
+def sweep_runs(store, experiment_name: str):
     warnings.filterwarnings("ignore", message=".*noload.*")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(experiment)
+    experiment = client.get_experiment_by_name(experiment_name)
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("abe.sweep") == "parent"]
     assert len(parents) == 1
@@ -27,21 +27,17 @@ def sweep_runs(store, experiment="Pendulum-v1"):
 # The README's grid (tests/cli/test_readme.py leaves every `-m env=` command to this test:
 # one, or this line fails), and a smaller one whose jobs run in two joblib worker processes.
 [README_GRID] = readme_commands("python run.py -m env=")
-GRIDS = {
-    "readme-grid": shlex.split(README_GRID.removeprefix("python run.py -m ")),
-    "joblib-2-processes": [
-        "env=pendulum",
-        "lr=1e-3,3e-4",
-        "gamma=0.9,0.99",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-    ],
+GRIDS = {  # id: (MLflow experiment, the sweep's arguments)
+    "readme-grid": ("HalfCheetah-v5", shlex.split(README_GRID.removeprefix("python run.py -m "))),
+    "joblib-2-processes": (
+        "Pendulum-v1",
+        ["env=pendulum", "lr=1e-3,3e-4", "gamma=0.9,0.99", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ),
 }
-EXPERIMENTS = {"env=halfcheetah": "HalfCheetah-v5", "env=pendulum": "Pendulum-v1"}
 
 
-@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
-def test_sweep_is_one_parent_run_with_nested_children(tmp_path, grid):
+@pytest.mark.parametrize(("experiment", "grid"), GRIDS.values(), ids=GRIDS.keys())
+def test_sweep_is_one_parent_run_with_nested_children(tmp_path, experiment, grid):
     store, sweep_dir = tmp_path / "store", tmp_path / "sweep"
     proc = run_cli(
         "-m",
@@ -52,7 +48,7 @@ def test_sweep_is_one_parent_run_with_nested_children(tmp_path, grid):
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    client, parent, children = sweep_runs(store, EXPERIMENTS[grid[0]])
+    client, parent, children = sweep_runs(store, experiment)
     assert parent.info.status == "FINISHED"
     values = {a.split("=")[0]: a.split("=")[1].split(",") for a in grid if a.startswith(("lr=", "gamma="))}
     expected = sorted((str(float(lr)), str(float(gamma))) for lr in values["lr"] for gamma in values["gamma"])

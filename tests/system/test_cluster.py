@@ -190,7 +190,6 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": ray_cluster.home, "MLFLOW_TRACKING_URI": uri}
-    worker = ray_cluster.worker_session
     enqueue(storage, [LONG, LONG, SHORT])
     ray_launcher = [
         "hydra/launcher=ray",
@@ -214,13 +213,13 @@ def test_a_ray_worker_node_killed_mid_trial_fails_that_trial_and_the_sweep_goes_
                 for t in study.get_trials()
                 if t.state == States.RUNNING
                 and t.intermediate_values
-                and session_of(int(t.user_attrs.get(JOB_ATTR, ":0").rpartition(":")[2])) == worker
+                and session_of(int(t.user_attrs.get(JOB_ATTR, ":0").rpartition(":")[2])) == ray_cluster.worker_session
             ]
             if on_worker:
                 break
             assert sweep.poll() is None and time.monotonic() < deadline, errors.read_text()[-3000:]
             time.sleep(0.5)
-        kill_session(worker)
+        kill_session(ray_cluster.worker_session)
         assert sweep.wait(timeout=400) == 0, errors.read_text()[-3000:]
         trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
         assert [t.state for t in trials].count(States.COMPLETE) == 2 and len(trials) == 3
